@@ -1,0 +1,148 @@
+"""The verifying STS's HTTP layer: takes AssumeRoleWithWebIdentity off the wire before moto.
+
+Everything else passes through to moto untouched (the consumed form body is put back).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+from werkzeug.wrappers import Response
+
+from crossfed.aws import errors
+from crossfed.aws.decisions import Decision, DecisionLog, token_summary
+from crossfed.aws.web_identity import Grant, WebIdentityRequest, WebIdentityVerifier
+
+NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+ACTION = "AssumeRoleWithWebIdentity"
+DECISIONS_PATH = "/crossfed/decisions"  # not an AWS path: the stand-in's own diagnosis feed
+
+Minter = Callable[[Grant, str], Any]  # (grant, session name) -> moto AssumedRole
+# access key id -> (role ARN, what the role's policies allow) for web-identity sessions
+DenialExplainer = Callable[[str], "tuple[str, str] | None"]
+ACCESS_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
+
+
+def _xml(tag: str, value: object) -> str:
+    return f"<{tag}>{escape(str(value))}</{tag}>"
+
+
+def success_body(grant: Grant, assumed: Any, request_id: str) -> str:
+    credentials = "".join([
+        _xml("AccessKeyId", assumed.access_key_id),
+        _xml("SecretAccessKey", assumed.secret_access_key),
+        _xml("SessionToken", assumed.session_token),
+        _xml("Expiration", assumed.expiration.strftime("%Y-%m-%dT%H:%M:%SZ")),
+    ])
+    user = _xml("Arn", assumed.arn) + _xml("AssumedRoleId", assumed.user_id)
+    result = "".join([
+        _xml("SubjectFromWebIdentityToken", grant.claims["sub"]),
+        _xml("Audience", grant.audience),
+        f"<AssumedRoleUser>{user}</AssumedRoleUser>",
+        f"<Credentials>{credentials}</Credentials>",
+        _xml("Provider", grant.claims["iss"]),  # documented: the iss value for OIDC tokens
+    ])
+    return (
+        f'<AssumeRoleWithWebIdentityResponse xmlns="{NAMESPACE}">'
+        f"<AssumeRoleWithWebIdentityResult>{result}</AssumeRoleWithWebIdentityResult>"
+        f"<ResponseMetadata>{_xml('RequestId', request_id)}</ResponseMetadata>"
+        "</AssumeRoleWithWebIdentityResponse>"
+    )
+
+
+def error_body(error: errors.StsError, request_id: str) -> str:
+    kind = "Receiver" if error.status >= 500 else "Sender"
+    return (
+        f'<ErrorResponse xmlns="{NAMESPACE}"><Error>{_xml("Type", kind)}'
+        f"{_xml('Code', error.code)}{_xml('Message', error.message)}</Error>"
+        f"{_xml('RequestId', request_id)}</ErrorResponse>"
+    )
+
+
+def _form(environ: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    """Query string plus urlencoded body; returns the raw body so it can be put back."""
+    body = b""
+    if environ.get("REQUEST_METHOD") == "POST" and environ.get("CONTENT_TYPE", "").startswith(
+        "application/x-www-form-urlencoded"
+    ):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+    fields = parse_qs(environ.get("QUERY_STRING", ""))
+    fields.update(parse_qs(body.decode("utf-8", "replace")))
+    return {k: v[0] for k, v in fields.items()}, body
+
+
+class VerifyingSTS:
+    """WSGI middleware in front of moto's app."""
+
+    def __init__(self, downstream: Any, verifier: WebIdentityVerifier, mint: Minter,
+                 log: DecisionLog, explain_denial: DenialExplainer | None = None) -> None:
+        self.downstream, self.verifier, self.mint, self.log = downstream, verifier, mint, log
+        self.explain_denial = explain_denial
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == DECISIONS_PATH and environ["REQUEST_METHOD"] == "GET":
+            body = json.dumps(self.log.as_json())
+            return Response(body, content_type="application/json")(environ, start_response)
+        if "HTTP_AUTHORIZATION" in environ:
+            return self.pass_signed(environ, start_response)  # signed calls never are this action
+        if environ.get("PATH_INFO", "/") != "/":
+            return self.downstream(environ, start_response)
+        fields, raw = _form(environ)
+        if fields.get("Action") != ACTION:
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+            return self.downstream(environ, start_response)
+        status, body = self.assume(fields)
+        response = Response(body, status=status, content_type="text/xml")
+        return response(environ, start_response)
+
+    def pass_signed(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """Hand a signed call to moto; note access denials of web-identity sessions."""
+
+        def watch(status: str, headers: Any, exc_info: Any = None) -> Any:
+            if status.startswith("403") and self.explain_denial is not None:
+                key = ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
+                found = self.explain_denial(key.group(1)) if key else None
+                if found is not None:
+                    role_arn, detail = found
+                    operation = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+                    self.log.record(Decision(
+                        request_id=str(uuid.uuid4()), action=operation, role_arn=role_arn,
+                        session_name="", token={}, allowed=False, code="AccessDenied",
+                        message="denied by the role's permission policies", check="permissions",
+                        detail=detail))
+            return start_response(status, headers, exc_info)
+
+        return self.downstream(environ, watch)
+
+    def assume(self, fields: dict[str, str]) -> tuple[int, str]:
+        request_id = str(uuid.uuid4())
+        duration = fields.get("DurationSeconds")
+        request = WebIdentityRequest(
+            role_arn=fields.get("RoleArn", ""),
+            session_name=fields.get("RoleSessionName", ""),
+            token=fields.get("WebIdentityToken", ""),
+            duration_seconds=int(duration) if duration and duration.isdigit() else None,
+        )
+        decision = Decision(request_id=request_id, action=ACTION, role_arn=request.role_arn,
+                            session_name=request.session_name,
+                            token=token_summary(request.token), allowed=False)
+        try:
+            grant = self.verifier.verify(request)
+        except errors.StsError as error:
+            decision.code, decision.message = error.code, error.message
+            decision.check, decision.detail = error.check, error.detail
+            self.log.record(decision)
+            return error.status, error_body(error, request_id)
+        assumed = self.mint(grant, request.session_name)
+        decision.allowed, decision.detail = True, f"assumed {assumed.arn}"
+        self.log.record(decision)
+        return 200, success_body(grant, assumed, request_id)

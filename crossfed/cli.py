@@ -1,0 +1,135 @@
+"""`crossfed serve` (issuer + stand-ins, for hand use) and `crossfed token` (mint from it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+KEY_DIR = "issuer"
+
+
+class CliError(Exception):
+    """A user error: printed as one line naming the problem and the fix, exit status 2."""
+
+
+def _state_dir(path: str) -> Path:
+    state_dir = Path(path).expanduser().resolve()
+    if state_dir.exists() and not state_dir.is_dir():
+        raise CliError(f"--state-dir {path} exists and is not a directory; pick another path")
+    return state_dir
+
+
+def serve(args: argparse.Namespace) -> int:
+    from crossfed.environments.standins import LocalStandIns
+    from crossfed.issuer.keys import SigningKey
+
+    state_dir = _state_dir(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key_path = state_dir / KEY_DIR / "sa-signer.key"
+    # Reuse the key of an earlier serve in this state dir: a cluster set up with it keeps working.
+    key = SigningKey.load(key_path) if key_path.exists() else SigningKey.generate()
+    key.write(state_dir / KEY_DIR)
+    try:
+        clouds = LocalStandIns.start(state_dir, args.run_id, region=args.region, key=key,
+                                     issuer_port=args.issuer_port, aws_port=args.aws_port)
+    except OSError as exc:
+        raise CliError(f"could not start the stand-ins: {exc}; free the port or pass another "
+                       "--issuer-port/--aws-port (0 picks a free one)") from exc
+    assert clouds.aws.admin is not None
+    info: dict[str, Any] = {
+        "issuer": clouds.issuer.url,
+        "jwks_uri": clouds.issuer.issuer.jwks_uri,
+        "ca_bundle": str(clouds.ca.bundle_path),
+        "state_dir": str(state_dir),
+        "signing_key": str(key_path),
+        "signing_public_key": str(key_path.with_suffix(".pub")),
+        "run_id": clouds.run_id,
+        "aws": {
+            "endpoint_url": clouds.aws.endpoint_url,
+            "region": clouds.aws.region,
+            "account_id": clouds.aws.account_id,
+            "access_key_id": clouds.aws.admin.access_key_id,
+            "secret_access_key": clouds.aws.admin.secret_access_key,
+            "decisions_url": clouds.aws.endpoint_url + "/crossfed/decisions",
+        },
+    }
+    state_path = state_dir / STATE_FILE
+    fd = os.open(state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds a secret key
+    with os.fdopen(fd, "w") as handle:
+        json.dump({**info, "pid": os.getpid()}, handle, indent=2)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(json.dumps(info), flush=True)
+    logging.getLogger("crossfed").info("crossfed serve: running; stop with Ctrl-C or SIGTERM")
+    try:
+        stop.wait()
+    finally:
+        clouds.stop()
+        state_path.unlink(missing_ok=True)
+        print("crossfed serve: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    from crossfed.issuer.issuer import Issuer
+    from crossfed.issuer.keys import SigningKey
+    from crossfed.issuer.tokens import ServiceAccountRef
+
+    state_path = _state_dir(args.state_dir) / STATE_FILE
+    if not state_path.exists():
+        raise CliError(f"no crossfed serve state in {args.state_dir} ({STATE_FILE} missing); "
+                       f"start `crossfed serve --state-dir {args.state_dir}` first")
+    state = json.loads(state_path.read_text())
+    try:
+        account = ServiceAccountRef.parse(args.service_account)
+    except ValueError as exc:
+        raise CliError(f"--service-account: {exc} (e.g. default/my-app)") from exc
+    if args.expires_in <= 0:
+        raise CliError(f"--expires-in must be a positive number of seconds, got {args.expires_in}")
+    if not args.audience:
+        raise CliError("--audience must not be empty (e.g. sts.amazonaws.com)")
+    issuer = Issuer(state["issuer"], SigningKey.load(Path(state["signing_key"])))
+    print(issuer.mint(account, [args.audience], args.expires_in))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crossfed", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="start the issuer and the cloud stand-ins")
+    run.add_argument("--state-dir", required=True, help="where keys, CA and state.json go")
+    run.add_argument("--region", default="us-east-1")
+    run.add_argument("--run-id", default=None)
+    run.add_argument("--issuer-port", type=int, default=0, help="0: a free port")
+    run.add_argument("--aws-port", type=int, default=0, help="0: a free port")
+    run.set_defaults(func=serve)
+    mint = commands.add_parser("token", help="print a service-account token from the issuer")
+    mint.add_argument("--state-dir", required=True)
+    mint.add_argument("--service-account", required=True, metavar="NS/NAME")
+    mint.add_argument("--audience", required=True)
+    mint.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
+    mint.set_defaults(func=token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"crossfed {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The local clouds of a run: its CA, issuers and AWS stand-in, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from crossfed.aws.standin import AwsStandIn
+from crossfed.cleanup import Teardown
+from crossfed.https_server import LOOPBACK
+from crossfed.issuer.issuer import Issuer
+from crossfed.issuer.keys import SigningKey
+from crossfed.issuer.server import IssuerServer
+from crossfed.pki import RunCA
+from crossfed.plan import IssuerVariant
+
+log = logging.getLogger("crossfed")
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(3)
+
+
+@dataclass
+class LocalStandIns:
+    run_id: str
+    state_dir: Path
+    ca: RunCA
+    issuer: IssuerServer
+    aws: AwsStandIn
+    # Issuers for the negative scenarios: one whose host is down, one behind an untrusted CA.
+    unreachable_issuer: Issuer
+    untrusted_issuer: IssuerServer
+    _teardown: Teardown
+
+    @classmethod
+    def start(cls, state_dir: Path, run_id: str | None = None, region: str = "us-east-1",
+              key: SigningKey | None = None, issuer_port: int = 0,
+              aws_port: int = 0) -> LocalStandIns:
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        teardown = Teardown()
+        try:
+            ca = RunCA(state_dir / "pki")
+            issuer = IssuerServer(ca, "issuer", key=key, port=issuer_port).start()
+            teardown.add("issuer", issuer.stop)
+            log.info("crossfed: issuer %s", issuer.url)
+            # Bound but never listening: connections are refused, and no later server of the
+            # run can be given this port by chance.
+            hole = socket.socket()
+            hole.bind((LOOPBACK, 0))
+            teardown.add("closed port", hole.close)
+            dead = Issuer(f"https://{LOOPBACK}:{hole.getsockname()[1]}", SigningKey.generate())
+            rogue_ca = RunCA(state_dir / "pki-untrusted", name="untrusted CA")
+            untrusted = IssuerServer(rogue_ca, "issuer-untrusted").start()
+            teardown.add("untrusted issuer", untrusted.stop)
+            aws = AwsStandIn(ca, trusted_roots=str(ca.bundle_path), region=region,
+                             port=aws_port).start()
+            teardown.add("aws stand-in", aws.stop)
+            log.info("crossfed: AWS stand-in %s", aws.endpoint_url)
+        except BaseException:
+            teardown.run()
+            raise
+        return cls(run_id or new_run_id(), state_dir, ca, issuer, aws, dead, untrusted,
+                   teardown)
+
+    def issuer_for(self, variant: IssuerVariant) -> Issuer:
+        return {"primary": self.issuer.issuer, "unreachable": self.unreachable_issuer,
+                "untrusted_ca": self.untrusted_issuer.issuer}[variant]
+
+    def stop(self) -> None:
+        self._teardown.run()

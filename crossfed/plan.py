@@ -1,0 +1,65 @@
+"""A federation plan: which service account should reach which target, and what must happen.
+
+Plans are data. A negative scenario is the positive plan with one thing changed (`but`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from crossfed.issuer.tokens import ServiceAccountRef
+
+STS_AUDIENCE = "sts.amazonaws.com"
+
+# How the workload's token is made. "projected" is what the kubelet gives a pod; the others
+# are forgeries or faults a verifier must refuse.
+TokenVariant = Literal["projected", "expired", "foreign_key", "forged_kid", "alg_none", "hs256"]
+# Which issuer stands behind the token: the environment's own, one whose host is down, or one
+# whose certificate chains to a CA nobody trusts.
+IssuerVariant = Literal["primary", "unreachable", "untrusted_ca"]
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    bucket: str = "probe"
+    object_key: str = "test-file.txt"
+    permissions: tuple[str, ...] = ("s3:GetObject", "s3:ListBucket")
+    provider_client_ids: tuple[str, ...] = (STS_AUDIENCE,)
+    register_provider: bool = True
+    # None: computed from the chain the issuer serves, as a careful user does.
+    thumbprint: str | None = None
+    # Path of a trust-policy template (see trust_policy_templates); None: the correct IRSA one.
+    trust_policy: str | None = None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    allowed: bool = True
+    error_code: str | None = None
+    step: Literal["assume", "list"] = "assume"  # where a denial shows
+    failed_check: str | None = None  # the check the stand-in's diagnosis must name
+
+
+@dataclass(frozen=True)
+class FederationPlan:
+    name: str
+    workload: ServiceAccountRef
+    audience: str = STS_AUDIENCE
+    trusted: ServiceAccountRef | None = None  # whom the role trusts; default: the workload
+    aws: AwsTarget | None = field(default_factory=AwsTarget)
+    token: TokenVariant = "projected"
+    issuer: IssuerVariant = "primary"
+    expect: Expectation = field(default_factory=Expectation)
+
+    @property
+    def trusted_account(self) -> ServiceAccountRef:
+        return self.trusted or self.workload
+
+    def but(self, **changes: Any) -> FederationPlan:
+        return dataclasses.replace(self, **changes)
+
+    def denied(self, code: str, check: str, step: Literal["assume", "list"] = "assume",
+               ) -> FederationPlan:
+        return self.but(expect=Expectation(False, code, step, check))

@@ -1,0 +1,80 @@
+"""Turns a probe report into a verdict, and a wrong outcome into a diagnosis.
+
+The diagnosis comes from the stand-ins' decision logs (what was checked and why it failed),
+so a red test says why without anyone re-running it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from crossfed.aws.decisions import Decision
+from crossfed.plan import FederationPlan
+
+AWS_CLIENTS = ("boto3", "cli")
+
+
+@dataclass
+class AwsEvidence:
+    role_arn: str
+    role_name: str
+    account_id: str
+    object_key: str
+    decisions: list[Decision]
+
+    def diagnosis(self) -> str:
+        if not self.decisions:
+            return "the verifying STS recorded no decision for this role (was it ever called?)"
+        return "\n".join(d.explain() for d in self.decisions)
+
+
+class VerdictError(AssertionError):
+    pass
+
+
+def _show(step: dict[str, Any]) -> str:
+    if step.get("ok"):
+        return "ok " + str({k: v for k, v in step.items() if k != "ok"})
+    return f"{step.get('error_code')} in {step.get('operation') or '?'}: {step.get('message')}"
+
+
+def check_aws(plan: FederationPlan, report: dict[str, Any], evidence: AwsEvidence) -> None:
+    """Raise VerdictError unless every AWS client saw exactly the plan's expected outcome."""
+    problems: list[str] = []
+    expected_arn_prefix = f"arn:aws:sts::{evidence.account_id}:assumed-role/{evidence.role_name}/"
+    clients = report.get("aws", {})
+    for client in AWS_CLIENTS:
+        result = clients.get(client)
+        if result is None:
+            problems.append(f"{client}: the probe reported nothing")
+            continue
+        identity, listing = result.get("caller_identity", {}), result.get("list_bucket", {})
+        expect = plan.expect
+        if expect.allowed or expect.step == "list":
+            if not identity.get("ok") or not str(identity.get("arn", "")).startswith(
+                    expected_arn_prefix):
+                problems.append(f"{client}: get-caller-identity expected "
+                                f"{expected_arn_prefix}*, got {_show(identity)}")
+        elif identity.get("ok") or identity.get("error_code") != expect.error_code:
+            problems.append(f"{client}: get-caller-identity expected {expect.error_code}, "
+                            f"got {_show(identity)}")
+        if expect.allowed:
+            if not listing.get("ok") or evidence.object_key not in listing.get("keys", []):
+                problems.append(f"{client}: listing expected {evidence.object_key}, "
+                                f"got {_show(listing)}")
+        elif expect.step == "list" and (listing.get("ok")
+                                        or listing.get("error_code") != expect.error_code):
+            problems.append(f"{client}: listing expected {expect.error_code}, "
+                            f"got {_show(listing)}")
+    if not plan.expect.allowed and plan.expect.failed_check:
+        checks = {d.check for d in evidence.decisions if not d.allowed}
+        if plan.expect.failed_check not in checks:
+            problems.append(f"diagnosis: expected the stand-in to name check "
+                            f"'{plan.expect.failed_check}', it named {sorted(checks) or 'none'}")
+    if problems:
+        raise VerdictError(
+            f"plan {plan.name!r} ({'allowed' if plan.expect.allowed else plan.expect.error_code}"
+            f" expected):\n  " + "\n  ".join(problems)
+            + "\nstand-in diagnosis:\n" + evidence.diagnosis()
+        )
