@@ -52,5 +52,5 @@ class ProcessScenarios:
         if run.applied is not None:
             evidence = AwsEvidence(run.applied.role_arn, run.applied.role_name,
                                    run.applied.account_id, run.applied.object_key,
-                                   self.clouds.aws.decisions.for_role(run.applied.role_arn))
+                                   self.clouds.aws.decisions.for_target(run.applied.role_arn))
             check_aws(run.plan, run.result.report, evidence)

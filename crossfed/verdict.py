@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crossfed.aws.decisions import Decision
+from crossfed.decisions import Decision
 from crossfed.plan import FederationPlan
 
 AWS_CLIENTS = ("boto3", "cli")

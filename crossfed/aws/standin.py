@@ -22,7 +22,6 @@ from moto.moto_server.werkzeug_app import (
 )
 from moto.sts.models import sts_backends
 
-from crossfed.aws.decisions import DecisionLog
 from crossfed.aws.web_identity import (
     Grant,
     ProviderRecord,
@@ -31,6 +30,7 @@ from crossfed.aws.web_identity import (
     account_of,
 )
 from crossfed.aws.wire import VerifyingSTS
+from crossfed.decisions import DecisionLog
 from crossfed.https_server import LOOPBACK, HTTPSServer, QuietHandler
 from crossfed.oidc.fetch import KeyCache
 from crossfed.pki import RunCA

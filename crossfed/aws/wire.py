@@ -17,8 +17,8 @@ from xml.sax.saxutils import escape
 from werkzeug.wrappers import Response
 
 from crossfed.aws import errors
-from crossfed.aws.decisions import Decision, DecisionLog, token_summary
 from crossfed.aws.web_identity import Grant, WebIdentityRequest, WebIdentityVerifier
+from crossfed.decisions import Decision, DecisionLog, token_summary
 
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 ACTION = "AssumeRoleWithWebIdentity"
@@ -115,8 +115,8 @@ class VerifyingSTS:
                     role_arn, detail = found
                     operation = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
                     self.log.record(Decision(
-                        request_id=str(uuid.uuid4()), action=operation, role_arn=role_arn,
-                        session_name="", token={}, allowed=False, code="AccessDenied",
+                        request_id=str(uuid.uuid4()), action=operation, target=role_arn,
+                        token={}, allowed=False, code="AccessDenied",
                         message="denied by the role's permission policies", check="permissions",
                         detail=detail))
             return start_response(status, headers, exc_info)
@@ -132,7 +132,7 @@ class VerifyingSTS:
             token=fields.get("WebIdentityToken", ""),
             duration_seconds=int(duration) if duration and duration.isdigit() else None,
         )
-        decision = Decision(request_id=request_id, action=ACTION, role_arn=request.role_arn,
+        decision = Decision(request_id=request_id, action=ACTION, target=request.role_arn,
                             session_name=request.session_name,
                             token=token_summary(request.token), allowed=False)
         try:

@@ -121,7 +121,7 @@ def test_clock_skew_is_sixty_seconds(crossfed_clouds, role, sts) -> None:
     assert _code(lambda: sts.assume_role_with_web_identity(
         RoleArn=role.role_arn, RoleSessionName="skew", WebIdentityToken=future)
     ) == "InvalidIdentityToken"
-    last = crossfed_clouds.aws.decisions.for_role(role.role_arn)[-1]
+    last = crossfed_clouds.aws.decisions.for_target(role.role_arn)[-1]
     assert last.check == "not_before"
 
 

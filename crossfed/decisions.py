@@ -1,4 +1,4 @@
-"""What the verifying STS decided and why, kept so that a failing test can explain itself."""
+"""What a stand-in decided and why, kept so that a failing test can explain itself."""
 
 from __future__ import annotations
 
@@ -32,21 +32,21 @@ def token_summary(token: str) -> dict[str, Any]:
 class Decision:
     request_id: str
     action: str
-    role_arn: str
-    session_name: str
+    target: str  # what was asked for: a role ARN, a client id, a vault secret
     token: dict[str, Any]
     allowed: bool
     code: str = ""
     message: str = ""
     check: str = ""  # the step that failed: provider, audience, keys, thumbprint, signature, ...
     detail: str = ""  # the diagnosis
+    session_name: str = ""
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
     def explain(self) -> str:
         if self.allowed:
-            return f"{self.action} for {self.role_arn}: allowed ({self.token.get('sub')})"
+            return f"{self.action} for {self.target}: allowed ({self.token.get('sub')})"
         lines = [
-            f"{self.action} for {self.role_arn} denied: {self.code} at check '{self.check}'",
+            f"{self.action} for {self.target} denied: {self.code} at check '{self.check}'",
             f"  message: {self.message}",
             f"  token: {self.token}",
         ]
@@ -70,8 +70,8 @@ class DecisionLog:
         with self._lock:
             return list(self._items)
 
-    def for_role(self, role_arn: str) -> list[Decision]:
-        return [d for d in self.all() if d.role_arn == role_arn]
+    def for_target(self, target: str) -> list[Decision]:
+        return [d for d in self.all() if d.target == target]
 
     def as_json(self) -> list[dict[str, Any]]:
         return [asdict(d) for d in self.all()]

@@ -1,0 +1,69 @@
+"""Key Vault's state: vaults with access policies and versioned secrets.
+
+ARM creates vaults here (control plane); the data-plane server reads and writes secrets.
+Locally each vault gets its own HTTPS listener, so its URL is https://127.0.0.1:PORT/ (a vault
+is told apart by host in Azure; loopback names like kv.vault.localhost do not resolve
+everywhere, a port per vault always does).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+SECRET_PERMISSIONS = ("get", "list", "set", "delete", "backup", "restore", "recover", "purge")
+
+
+@dataclass
+class AccessPolicy:
+    tenant_id: str
+    object_id: str
+    secret_permissions: list[str] = field(default_factory=list)
+    application_id: str | None = None
+
+    def allows(self, tenant_id: str, object_id: str, permission: str) -> bool:
+        granted = {p.lower() for p in self.secret_permissions}
+        return ((self.tenant_id, self.object_id) == (tenant_id, object_id)
+                and (permission in granted or "all" in granted))
+
+
+@dataclass
+class SecretVersion:
+    value: str
+    version: str = field(default_factory=lambda: uuid.uuid4().hex)
+    content_type: str | None = None
+    tags: dict[str, str] | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    enabled: bool = True
+
+
+@dataclass
+class Vault:
+    name: str
+    tenant_id: str
+    location: str = "westeurope"
+    access_policies: list[AccessPolicy] = field(default_factory=list)
+    enable_rbac_authorization: bool = False
+    uri: str = ""  # set when the data plane gives the vault its listener
+    secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def allowed(self, tenant_id: str, object_id: str, permission: str) -> bool:
+        with self.lock:
+            return any(p.allows(tenant_id, object_id, permission) for p in self.access_policies)
+
+    def set_secret(self, name: str, value: str, content_type: str | None = None,
+                   tags: dict[str, str] | None = None) -> SecretVersion:
+        version = SecretVersion(value, content_type=content_type, tags=tags)
+        with self.lock:
+            self.secrets.setdefault(name, []).append(version)
+        return version
+
+    def get_secret(self, name: str, version: str | None = None) -> SecretVersion | None:
+        with self.lock:
+            versions = self.secrets.get(name, [])
+            if not version:
+                return versions[-1] if versions else None
+            return next((v for v in versions if v.version == version), None)
