@@ -34,11 +34,28 @@ class AwsTarget:
     trust_policy: str | None = None
 
 
+AZURE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+@dataclass(frozen=True)
+class AzureTarget:
+    secret: str = "probe-secret"
+    secret_permissions: tuple[str, ...] = ("get",)
+    # None: the token's issuer (correct). Else the issuer written into the federated credential.
+    credential_issuer: str | None = None
+    credential_audience: str = AZURE_AUDIENCE
+    create_secret: bool = True
+    # What the workload is told: None = the real identity / tenant; else a stand-in value.
+    client_id_override: str | None = None
+    tenant_id_override: str | None = None
+
+
 @dataclass(frozen=True)
 class Expectation:
     allowed: bool = True
     error_code: str | None = None
-    step: Literal["assume", "list"] = "assume"  # where a denial shows
+    # where a denial shows: AWS "assume" or "list"; Azure "token" or "secret"
+    step: Literal["assume", "list", "token", "secret"] = "assume"
     failed_check: str | None = None  # the check the stand-in's diagnosis must name
 
 
@@ -49,6 +66,7 @@ class FederationPlan:
     audience: str = STS_AUDIENCE
     trusted: ServiceAccountRef | None = None  # whom the role trusts; default: the workload
     aws: AwsTarget | None = field(default_factory=AwsTarget)
+    azure: AzureTarget | None = None
     token: TokenVariant = "projected"
     issuer: IssuerVariant = "primary"
     expect: Expectation = field(default_factory=Expectation)
@@ -60,6 +78,6 @@ class FederationPlan:
     def but(self, **changes: Any) -> FederationPlan:
         return dataclasses.replace(self, **changes)
 
-    def denied(self, code: str, check: str, step: Literal["assume", "list"] = "assume",
-               ) -> FederationPlan:
+    def denied(self, code: str, check: str,
+               step: Literal["assume", "list", "token", "secret"] = "assume") -> FederationPlan:
         return self.but(expect=Expectation(False, code, step, check))

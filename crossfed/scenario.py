@@ -10,7 +10,7 @@ from crossfed.cleanup import Teardown
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.variants import token_for
 from crossfed.plan import FederationPlan
-from crossfed.verdict import AwsEvidence, check_aws
+from crossfed.verdict import AwsEvidence, VerdictError, check_aws
 from crossfed.workload.process import ProbeResult, SdkTargets, run_probe
 
 log = logging.getLogger("crossfed")
@@ -49,6 +49,9 @@ class ProcessScenarios:
 
     def verdict(self, run: ScenarioRun) -> None:
         assert run.result is not None
+        if "probe" not in run.result.report:
+            raise VerdictError(f"plan {run.plan.name!r}: the probe failed (exit "
+                               f"{run.result.exit_code}) before reporting:\n{run.result.stderr}")
         if run.applied is not None:
             evidence = AwsEvidence(run.applied.role_arn, run.applied.role_name,
                                    run.applied.account_id, run.applied.object_key,
