@@ -45,9 +45,9 @@ class AzureTarget:
     credential_issuer: str | None = None
     credential_audience: str = AZURE_AUDIENCE
     create_secret: bool = True
-    # What the workload is told: None = the real identity / tenant; else a stand-in value.
-    client_id_override: str | None = None
-    tenant_id_override: str | None = None
+    # The workload is told a well-formed client id / tenant id that nobody registered.
+    unknown_client_id: bool = False
+    unknown_tenant: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 from crossfed.aws.provision import AppliedAws, AwsProvisioner
+from crossfed.azure.provision import AppliedAzure, AzureProvisioner
 from crossfed.cleanup import Teardown
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.variants import token_for
 from crossfed.plan import FederationPlan
-from crossfed.verdict import AwsEvidence, VerdictError, check_aws
-from crossfed.workload.process import ProbeResult, SdkTargets, run_probe
+from crossfed.verdict import AwsEvidence, AzureEvidence, VerdictError, check_aws, check_azure
+from crossfed.workload.process import (
+    AwsWorkload,
+    AzureWorkload,
+    ProbeResult,
+    SdkTargets,
+    run_probe,
+)
 
 log = logging.getLogger("crossfed")
 
@@ -20,7 +28,13 @@ log = logging.getLogger("crossfed")
 class ScenarioRun:
     plan: FederationPlan
     applied: AppliedAws | None = None
+    applied_azure: AppliedAzure | None = None
     result: ProbeResult | None = None
+
+
+def _told(unknown: bool, real: str) -> str:
+    """What the workload is told: the real id, or a well-formed one nobody registered."""
+    return str(uuid.uuid4()) if unknown else real
 
 
 class ProcessScenarios:
@@ -31,20 +45,40 @@ class ProcessScenarios:
     def __init__(self, clouds: LocalStandIns) -> None:
         self.clouds = clouds
 
-    def run(self, plan: FederationPlan, teardown: Teardown) -> ScenarioRun:
-        run = ScenarioRun(plan)
+    def apply(self, plan: FederationPlan, run: ScenarioRun, teardown: Teardown) -> None:
         issuer = self.clouds.issuer_for(plan.issuer)
         if plan.aws is not None:
-            provisioner = AwsProvisioner(self.clouds.aws.session(), self.clouds.run_id,
-                                         ca_bundle=self.clouds.aws.ca_bundle,
-                                         endpoint_url=self.clouds.aws.endpoint_url)
+            aws = self.clouds.aws
+            provisioner = AwsProvisioner(aws.session(), self.clouds.run_id,
+                                         ca_bundle=aws.ca_bundle, endpoint_url=aws.endpoint_url)
             run.applied = provisioner.apply(plan.aws, plan.name, issuer.url,
                                             plan.trusted_account, plan.audience, teardown)
             log.info("crossfed: %s: role %s", plan.name, run.applied.role_arn)
-        token = token_for(plan.token, issuer, plan.workload, plan.audience)
-        targets = SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle)
-        run.result = run_probe(token, run.applied.role_arn if run.applied else None,
-                               run.applied.bucket if run.applied else None, targets)
+        if plan.azure is not None:
+            provisioner_az = AzureProvisioner(self.clouds.azure.account(), self.clouds.run_id)
+            run.applied_azure = provisioner_az.apply(plan.azure, plan.name, issuer.url,
+                                                     plan.trusted_account, teardown)
+            log.info("crossfed: %s: identity %s, vault %s", plan.name,
+                     run.applied_azure.client_id, run.applied_azure.vault_url)
+
+    def run(self, plan: FederationPlan, teardown: Teardown) -> ScenarioRun:
+        run = ScenarioRun(plan)
+        self.apply(plan, run, teardown)
+        token = token_for(plan.token, self.clouds.issuer_for(plan.issuer), plan.workload,
+                          plan.audience)
+        azure_clouds = getattr(self.clouds, "azure", None)
+        targets = SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle,
+                             authority_host=azure_clouds.entra.authority_host
+                             if azure_clouds else None,
+                             skip_challenge_resource_check=True)
+        aws = AwsWorkload(run.applied.role_arn, run.applied.bucket) if run.applied else None
+        azure = None
+        if run.applied_azure is not None and plan.azure is not None:
+            applied = run.applied_azure
+            azure = AzureWorkload(_told(plan.azure.unknown_client_id, applied.client_id),
+                                  _told(plan.azure.unknown_tenant, applied.tenant_id),
+                                  applied.vault_url, applied.secret_name)
+        run.result = run_probe(token, targets, aws=aws, azure=azure)
         return run
 
     def verdict(self, run: ScenarioRun) -> None:
@@ -57,3 +91,12 @@ class ProcessScenarios:
                                    run.applied.account_id, run.applied.object_key,
                                    self.clouds.aws.decisions.for_target(run.applied.role_arn))
             check_aws(run.plan, run.result.report, evidence)
+        if run.applied_azure is not None:
+            applied = run.applied_azure
+            azure = self.clouds.azure
+            told = run.result.env.get("AZURE_CLIENT_ID", applied.client_id)
+            decisions = azure.entra.decisions.for_target(told) + [
+                d for d in azure.vaults.decisions.all()
+                if d.target.startswith(f"{applied.vault_name}/")]
+            check_azure(run.plan, run.result.report,
+                        AzureEvidence(applied.client_id, applied.secret_sha256, decisions))

@@ -78,3 +78,54 @@ def check_aws(plan: FederationPlan, report: dict[str, Any], evidence: AwsEvidenc
             f" expected):\n  " + "\n  ".join(problems)
             + "\nstand-in diagnosis:\n" + evidence.diagnosis()
         )
+
+
+AZURE_CREDENTIALS = ("workload", "default")
+
+
+@dataclass
+class AzureEvidence:
+    client_id: str
+    secret_sha256: str
+    decisions: list[Decision]
+
+    def diagnosis(self) -> str:
+        if not self.decisions:
+            return "the Azure stand-ins recorded no decision for this identity or vault"
+        return "\n".join(d.explain() for d in self.decisions)
+
+
+def check_azure(plan: FederationPlan, report: dict[str, Any], evidence: AzureEvidence) -> None:
+    """Raise VerdictError unless each credential saw exactly the plan's expected outcome."""
+    problems: list[str] = []
+    expect = plan.expect
+    for kind in AZURE_CREDENTIALS:
+        result = report.get("azure", {}).get(kind)
+        if result is None:
+            problems.append(f"{kind}: the probe reported nothing")
+            continue
+        token, secret = result.get("token", {}), result.get("secret", {})
+        if expect.allowed or expect.step == "secret":
+            if not token.get("ok"):
+                problems.append(f"{kind}: token expected, got {_show(token)}")
+        elif token.get("ok") or token.get("error_code") != expect.error_code:
+            problems.append(f"{kind}: token expected {expect.error_code}, got {_show(token)}")
+        if expect.allowed:
+            if not secret.get("ok") or secret.get("sha256") != evidence.secret_sha256:
+                problems.append(f"{kind}: secret with digest {evidence.secret_sha256[:12]}… "
+                                f"expected, got {_show(secret)}")
+        elif expect.step == "secret" and (secret.get("ok")
+                                          or secret.get("error_code") != expect.error_code):
+            problems.append(f"{kind}: secret read expected {expect.error_code}, "
+                            f"got {_show(secret)}")
+    if not expect.allowed and expect.failed_check:
+        checks = {d.check for d in evidence.decisions if not d.allowed}
+        if expect.failed_check not in checks:
+            problems.append(f"diagnosis: expected the stand-ins to name check "
+                            f"'{expect.failed_check}', they named {sorted(checks) or 'none'}")
+    if problems:
+        raise VerdictError(
+            f"plan {plan.name!r} ({'allowed' if expect.allowed else expect.error_code}"
+            f" expected):\n  " + "\n  ".join(problems)
+            + "\nstand-in diagnosis:\n" + evidence.diagnosis()
+        )

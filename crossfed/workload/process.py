@@ -18,7 +18,7 @@ from typing import Any
 
 from crossfed.pki import write_private
 from crossfed.redact import scrub
-from crossfed.webhooks import eks_pod_identity
+from crossfed.webhooks import azure_workload_identity, eks_pod_identity
 
 
 @dataclass
@@ -31,13 +31,36 @@ class ProbeResult:
     def aws(self, client: str) -> dict[str, Any]:
         return self.report.get("aws", {}).get(client, {})
 
+    def azure(self, credential: str) -> dict[str, Any]:
+        return self.report.get("azure", {}).get(credential, {})
+
+
+@dataclass(frozen=True)
+class AwsWorkload:
+    role_arn: str
+    bucket: str
+    webhook: eks_pod_identity.WebhookSettings = eks_pod_identity.CHART_DEFAULTS
+
+
+@dataclass(frozen=True)
+class AzureWorkload:
+    client_id: str
+    tenant_id: str
+    vault_url: str
+    secret: str
+    contract: azure_workload_identity.Contract = azure_workload_identity.CONTRACTS[
+        azure_workload_identity.DEFAULT_VERSION]
+
 
 @dataclass(frozen=True)
 class SdkTargets:
-    """Where the SDKs are pointed when the clouds are stand-ins (empty against real clouds)."""
+    """Where the SDKs are pointed when the clouds are stand-ins (all None against real clouds)."""
 
     aws_endpoint_url: str | None = None
     ca_bundle: str | None = None
+    authority_host: str | None = None
+    # Loopback vault URLs cannot match the challenge resource https://vault.azure.net.
+    skip_challenge_resource_check: bool = False
 
     def env(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -45,6 +68,7 @@ class SdkTargets:
             env["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
         if self.ca_bundle:
             env["AWS_CA_BUNDLE"] = self.ca_bundle
+            env["REQUESTS_CA_BUNDLE"] = self.ca_bundle  # what azure-core honours
         return env
 
 
@@ -59,19 +83,34 @@ def base_env(home: Path) -> dict[str, str]:
     }
 
 
-def run_probe(token: str, role_arn: str | None, bucket: str | None, targets: SdkTargets,
-              settings: eks_pod_identity.WebhookSettings = eks_pod_identity.CHART_DEFAULTS,
-              timeout: float = 180) -> ProbeResult:
+def _place_token(root: Path, path_in_pod: str, token: str) -> str:
+    path = root / path_in_pod.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, token.encode())
+    return str(path)
+
+
+def run_probe(token: str, targets: SdkTargets, aws: AwsWorkload | None = None,
+              azure: AzureWorkload | None = None, timeout: float = 180) -> ProbeResult:
     with tempfile.TemporaryDirectory(prefix="crossfed-pod-") as root:
         root_path = Path(root)
-        mount = root_path / eks_pod_identity.TOKEN_MOUNT_PATH.lstrip("/")
-        mount.mkdir(parents=True)
-        write_private(mount / eks_pod_identity.TOKEN_FILE, token.encode())
         env = base_env(root_path)
         args = [sys.executable, "-m", "crossfed.probe"]
-        if role_arn and bucket:
-            env.update(eks_pod_identity.injected_env(role_arn, settings, str(mount)))
-            args += ["--aws-bucket", bucket]
+        if aws is not None:
+            mount = aws.webhook.token_mount_path
+            path = _place_token(root_path, f"{mount}/{eks_pod_identity.TOKEN_FILE}", token)
+            env.update(eks_pod_identity.injected_env(aws.role_arn, aws.webhook,
+                                                     str(Path(path).parent)))
+            args += ["--aws-bucket", aws.bucket]
+        if azure is not None:
+            path = _place_token(root_path, azure.contract.token_path, token)
+            authority = (targets.authority_host.rstrip("/") + "/" if targets.authority_host
+                         else azure_workload_identity.PUBLIC_AUTHORITY_HOST)
+            env.update(azure_workload_identity.injected_env(azure.client_id, azure.tenant_id,
+                                                            path, authority))
+            args += ["--azure-vault-url", azure.vault_url, "--azure-secret", azure.secret]
+            if targets.skip_challenge_resource_check:
+                args.append("--azure-skip-challenge-resource-check")
         env.update(targets.env())
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout,
                               cwd=root)
