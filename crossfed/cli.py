@@ -27,6 +27,25 @@ def _state_dir(path: str) -> Path:
     return state_dir
 
 
+def azure_info(clouds: Any) -> dict[str, Any]:
+    azure = clouds.azure
+    return {
+        "authority_host": azure.entra.authority_host,
+        "tenant_id": azure.tenant_id,
+        "subscription_id": azure.subscription_id,
+        "resource_group": "crossfed",
+        "arm_endpoint": azure.arm.endpoint,
+        "management_scope": "https://management.azure.com/.default",
+        # Each vault gets its own loopback listener: its URL is the vault's
+        # properties.vault_uri, https://127.0.0.1:PORT/ (no DNS suffix locally).
+        "keyvault_dns_suffix": None,
+        "vault_url_form": "https://127.0.0.1:<port>/ per vault, read properties.vault_uri",
+        "admin_client_id": azure.admin.client_id,
+        "admin_client_secret": azure.admin_secret,
+        "decisions_url": azure.entra.authority_host + "/crossfed/decisions",
+    }
+
+
 def serve(args: argparse.Namespace) -> int:
     from crossfed.environments.standins import LocalStandIns
     from crossfed.issuer.keys import SigningKey
@@ -60,6 +79,7 @@ def serve(args: argparse.Namespace) -> int:
             "secret_access_key": clouds.aws.admin.secret_access_key,
             "decisions_url": clouds.aws.endpoint_url + "/crossfed/decisions",
         },
+        "azure": azure_info(clouds),
     }
     state_path = state_dir / STATE_FILE
     fd = os.open(state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds a secret key

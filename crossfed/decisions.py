@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import jwt
-
+from crossfed import jwt_view
 from crossfed.redact import fingerprint
 
 CLAIMS_SHOWN = ("iss", "sub", "aud", "exp", "nbf", "iat", "amr", "azp")
@@ -18,13 +17,12 @@ def token_summary(token: str) -> dict[str, Any]:
     """Header and claims without verification, and a fingerprint instead of the token."""
     summary: dict[str, Any] = {"fingerprint": fingerprint(token)}
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
+        view = jwt_view.parse(token)
+    except jwt_view.MalformedJwt as exc:
         summary["unparsable"] = str(exc)
         return summary
-    summary["alg"], summary["kid"] = header.get("alg"), header.get("kid")
-    summary.update({k: claims[k] for k in CLAIMS_SHOWN if k in claims})
+    summary["alg"], summary["kid"] = view.header.get("alg"), view.header.get("kid")
+    summary.update({k: view.claims[k] for k in CLAIMS_SHOWN if k in view.claims})
     return summary
 
 

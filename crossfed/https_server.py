@@ -1,50 +1,49 @@
-"""A WSGI app served over HTTPS from a background thread (werkzeug's threaded server)."""
+"""A WSGI app served over HTTPS from a background thread pool (cheroot).
+
+cheroot rather than werkzeug's development server: it keeps connections alive, as the clouds'
+endpoints do, so an SDK client pays for one TLS handshake per connection instead of one per
+request (measured: 0.7 ms a request instead of 2.5-13 ms on loopback).
+"""
 
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from crossfed.pki import ServerTLS
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 LOOPBACK = "127.0.0.1"
+log = logging.getLogger("crossfed.http")
 
 
-class QuietHandler(WSGIRequestHandler):
-    """Werkzeug logs every request line; the stand-ins keep their own decision logs instead."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
-        if type == "error":
-            logging.getLogger("crossfed.http").debug(message, *args)
+class _Server(wsgi.Server):
+    def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        # Client disconnects and TLS handshake failures of negative tests are expected noise.
+        log.debug("%s", msg, exc_info=traceback)
 
 
 class HTTPSServer:
     """Binds at construction (so its URL is known before the app is built), serves after start()."""
 
-    def __init__(
-        self,
-        ssl_context: ssl.SSLContext,
-        host: str = LOOPBACK,
-        port: int = 0,
-        request_handler: type[WSGIRequestHandler] | None = None,
-    ) -> None:
+    def __init__(self, ssl_context: ServerTLS, host: str = LOOPBACK, port: int = 0,
+                 threads: int = 16) -> None:
         self.app: WSGIApp | None = None
-        self._server: BaseWSGIServer = make_server(
-            host, port, self._dispatch, threaded=True, ssl_context=ssl_context,
-            request_handler=request_handler or QuietHandler,
-        )
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._dispatch, numthreads=threads,
+                               server_name="crossfed")
+        adapter = BuiltinSSLAdapter(str(ssl_context.chain_path), str(ssl_context.key_path))
+        adapter.context = ssl_context
+        self._server.ssl_adapter = adapter
+        self._server.prepare()
         self._thread: threading.Thread | None = None
         self.host = host
-        self.port = self._server.server_port
+        self.port: int = self._server.bind_addr[1]
 
     @property
     def url(self) -> str:
@@ -60,15 +59,13 @@ class HTTPSServer:
     def start(self, app: WSGIApp | None = None) -> HTTPSServer:
         if app is not None:
             self.app = app
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"https-{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve, name=f"https-{self.port}",
+                                        daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        self._server.stop()
         if self._thread is not None:
-            self._server.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
-        self._server.server_close()

@@ -25,6 +25,13 @@ def sha1_thumbprint(cert_der: bytes) -> str:
     return hashlib.sha1(cert_der).hexdigest()
 
 
+class ServerTLS(ssl.SSLContext):
+    """A server TLS context that remembers its certificate files (the HTTP server loads them)."""
+
+    chain_path: Path
+    key_path: Path
+
+
 class RunCA:
     """A certificate authority that lives for one run; clients are told to trust its bundle."""
 
@@ -46,7 +53,7 @@ class RunCA:
     def thumbprint(self) -> str:
         return sha1_thumbprint(self.cert_der)
 
-    def server_context(self, label: str, *hosts: str) -> ssl.SSLContext:
+    def server_context(self, label: str, *hosts: str) -> ServerTLS:
         """A server TLS context for these host names / IPs.
 
         The served chain is leaf + this CA, so the last certificate a client sees is the CA,
@@ -58,7 +65,8 @@ class RunCA:
         chain = [p.bytes() for p in cert.cert_chain_pems] + [self._ca.cert_pem.bytes()]
         chain_path.write_bytes(b"".join(chain))
         write_private(key_path, cert.private_key_pem.bytes())
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context = ServerTLS(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(str(chain_path), str(key_path))
+        context.chain_path, context.key_path = chain_path, key_path
         return context

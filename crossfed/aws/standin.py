@@ -15,11 +15,7 @@ import boto3
 import requests
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sts.models import sts_backends
 
 from crossfed.aws.web_identity import (
@@ -31,7 +27,7 @@ from crossfed.aws.web_identity import (
 )
 from crossfed.aws.wire import VerifyingSTS
 from crossfed.decisions import DecisionLog
-from crossfed.https_server import LOOPBACK, HTTPSServer, QuietHandler
+from crossfed.https_server import LOOPBACK, HTTPSServer
 from crossfed.oidc.fetch import KeyCache
 from crossfed.pki import RunCA
 
@@ -98,10 +94,6 @@ def explain_denial(access_key_id: str) -> tuple[str, str] | None:
     return None
 
 
-class _MotoQuietHandler(MotoRequestHandler, QuietHandler):
-    """moto's header handling (underscored S3 metadata) without werkzeug's request log."""
-
-
 @dataclass(frozen=True)
 class AdminCredentials:
     access_key_id: str
@@ -122,7 +114,7 @@ class AwsStandIn:
             app = VerifyingSTS(moto_app, verifier, mint_with_moto(region), self.decisions,
                               explain_denial)
         self._server = HTTPSServer(ca.server_context("aws", host, "localhost"), host=host,
-                                   port=port, request_handler=_MotoQuietHandler)
+                                   port=port)
         self._server.app = app
         self.admin: AdminCredentials | None = None
 

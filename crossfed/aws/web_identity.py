@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-import jwt
-
+from crossfed import jwt_view
 from crossfed.aws import errors
 from crossfed.aws.trust_policy import WebIdentityContext, evaluate_trust_policy
 from crossfed.oidc.fetch import FetchFailure, KeyCache, TrustSettings
@@ -99,16 +98,16 @@ def check_parameters(request: WebIdentityRequest) -> None:
         )
 
 
-def read_token(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_token(token: str) -> jwt_view.JwtView:
     """Header and claims before any verification, with the shape checks STS makes first."""
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
+        view = jwt_view.parse(token)
+    except jwt_view.MalformedJwt as exc:
         raise errors.InvalidIdentityToken(
             errors.MALFORMED.format(why=exc), check="malformed",
             detail="the token file does not hold a JWT; is AWS_WEB_IDENTITY_TOKEN_FILE right?",
         ) from exc
+    header, claims = view.header, view.claims
     alg = str(header.get("alg"))
     if alg not in ASYMMETRIC:
         raise errors.InvalidIdentityToken(
@@ -132,7 +131,7 @@ def read_token(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise errors.InvalidIdentityToken(
             errors.MISSING_CLAIM.format(claim="exp"), check="claims", detail="no exp claim"
         )
-    return header, claims
+    return view
 
 
 def audiences(claims: dict[str, Any]) -> list[str]:
@@ -189,17 +188,10 @@ def candidate_keys(jwks: dict[str, Any], kid: str | None) -> list[dict[str, Any]
     return entries if kid is None else [k for k in entries if k.get("kid") == kid]
 
 
-def check_signature(token: str, alg: str, key_entries: list[dict[str, Any]]) -> None:
-    for entry in key_entries:
-        try:
-            key = jwt.PyJWK(entry, algorithm=alg).key
-            jwt.decode(token, key, algorithms=[alg], options={
-                "verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                "verify_aud": False, "verify_iss": False,
-            })
-            return
-        except (jwt.PyJWTError, ValueError, TypeError):
-            continue
+def check_signature(view: jwt_view.JwtView, alg: str,
+                    key_entries: list[dict[str, Any]]) -> None:
+    if any(jwt_view.signature_valid(view, alg, entry) for entry in key_entries):
+        return
     raise errors.InvalidIdentityToken(
         errors.BAD_SIGNATURE, check="signature",
         detail="no key published by the issuer verifies this token's signature: it was signed "
@@ -243,7 +235,8 @@ class WebIdentityVerifier:
 
     def verify(self, request: WebIdentityRequest) -> Grant:
         check_parameters(request)
-        header, claims = read_token(request.token)
+        view = read_token(request.token)
+        header, claims = view.header, view.claims
         provider = find_provider(self.directory, request.role_arn, claims["iss"])
         audience = match_audience(provider, claims)
         jwks = fetch_keys(self.keys, claims["iss"], provider, self.trust_roots, refresh=False)
@@ -258,7 +251,7 @@ class WebIdentityVerifier:
                 f" but the token names {kid!r}: it was signed by a key the issuer does not "
                 "publish (a foreign key, or another cluster's)",
             )
-        check_signature(request.token, header["alg"], entries)
+        check_signature(view, header["alg"], entries)
         check_lifetime(claims, self.clock(), self.skew)
         role = self.directory.role(request.role_arn)
         if role is None:

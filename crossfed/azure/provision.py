@@ -115,17 +115,18 @@ class AzureProvisioner:
 
     def _vault(self, name: str, principal_id: str, permissions: tuple[str, ...],
                teardown: Teardown) -> Any:
-        policies = [{"tenant_id": self.account.tenant_id, "object_id": self.admin_object_id(),
+        # azure-mgmt-keyvault sends a plain dict as it is: ARM's camelCase wire names.
+        policies = [{"tenantId": self.account.tenant_id, "objectId": self.admin_object_id(),
                      "permissions": {"secrets": ["get", "list", "set", "delete"]}}]
         if permissions:
-            policies.append({"tenant_id": self.account.tenant_id, "object_id": principal_id,
+            policies.append({"tenantId": self.account.tenant_id, "objectId": principal_id,
                              "permissions": {"secrets": list(permissions)}})
         group = self.account.resource_group
         vault = self.vaults.vaults.begin_create_or_update(group, name, {
             "location": self.account.location, "tags": self.tags,
-            "properties": {"tenant_id": self.account.tenant_id,
+            "properties": {"tenantId": self.account.tenant_id,
                            "sku": {"family": "A", "name": "standard"},
-                           "access_policies": policies}}).result()
+                           "accessPolicies": policies}}).result()
         teardown.add(f"vault {name}", lambda: self.vaults.vaults.delete(group, name))
         return vault
 

@@ -1,4 +1,5 @@
-"""The local clouds of a run: its CA, issuers and AWS stand-in, started and stopped together."""
+"""The local clouds of a run: its CA, issuers, AWS and Azure stand-ins, started and stopped
+together."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from crossfed.aws.standin import AwsStandIn
 from crossfed.cleanup import Teardown
+from crossfed.environments.azure_standins import AzureStandIns
 from crossfed.https_server import LOOPBACK
 from crossfed.issuer.issuer import Issuer
 from crossfed.issuer.keys import SigningKey
@@ -34,6 +36,7 @@ class LocalStandIns:
     # Issuers for the negative scenarios: one whose host is down, one behind an untrusted CA.
     unreachable_issuer: Issuer
     untrusted_issuer: IssuerServer
+    azure: AzureStandIns
     _teardown: Teardown
 
     @classmethod
@@ -61,10 +64,13 @@ class LocalStandIns:
                              port=aws_port).start()
             teardown.add("aws stand-in", aws.stop)
             log.info("crossfed: AWS stand-in %s", aws.endpoint_url)
+            azure = AzureStandIns.start(ca, teardown)
+            log.info("crossfed: Entra ID stand-in %s, ARM stand-in %s",
+                     azure.entra.authority_host, azure.arm.endpoint)
         except BaseException:
             teardown.run()
             raise
-        return cls(run_id or new_run_id(), state_dir, ca, issuer, aws, dead, untrusted,
+        return cls(run_id or new_run_id(), state_dir, ca, issuer, aws, dead, untrusted, azure,
                    teardown)
 
     def issuer_for(self, variant: IssuerVariant) -> Issuer:

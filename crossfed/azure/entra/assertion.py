@@ -44,8 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import jwt
-
+from crossfed import jwt_view
 from crossfed.azure.directory import Directory, FederatedCredential, ServicePrincipal
 from crossfed.azure.entra import errors
 from crossfed.oidc.fetch import FetchFailure, KeyCache, TrustSettings
@@ -129,9 +128,9 @@ def verify_client_secret(directory: Directory, tenant: str, client_id: str,
 def read_assertion(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and claims before any verification, with the shape checks made first."""
     try:
-        header = jwt.get_unverified_header(assertion)
-        claims = jwt.decode(assertion, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
+        view = jwt_view.parse(assertion)
+        header, claims = view.header, view.claims
+    except jwt_view.MalformedJwt as exc:
         raise errors.InvalidJwt(
             errors.MALFORMED_JWT, check="malformed",
             detail=f"the client assertion is not a JWT ({exc}); is AZURE_FEDERATED_TOKEN_FILE "
@@ -319,16 +318,9 @@ def signing_keys(keys: KeyCache, issuer: str, trusted_roots: str | None,
 
 
 def check_signature(assertion: str, alg: str, entries: list[dict[str, Any]]) -> None:
-    for entry in entries:
-        try:
-            key = jwt.PyJWK(entry, algorithm=alg).key
-            jwt.decode(assertion, key, algorithms=[alg], options={
-                "verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                "verify_aud": False, "verify_iss": False,
-            })
-            return
-        except (jwt.PyJWTError, ValueError, TypeError):
-            continue
+    view = jwt_view.parse(assertion)
+    if any(jwt_view.signature_valid(view, alg, entry) for entry in entries):
+        return
     raise errors.InvalidJwt(
         errors.BAD_SIGNATURE, check="signature",
         detail="the assertion names a published kid, but that key does not verify its "
