@@ -81,3 +81,15 @@ class FederationPlan:
     def denied(self, code: str, check: str,
                step: Literal["assume", "list", "token", "secret"] = "assume") -> FederationPlan:
         return self.but(expect=Expectation(False, code, step, check))
+
+
+def isolate(plan: FederationPlan, suffix: str) -> FederationPlan:
+    """The plan with its service accounts in namespaces of their own (names carry the run id),
+    so scenarios can run side by side on one cluster and an interrupted run can be swept."""
+
+    def moved(account: ServiceAccountRef | None) -> ServiceAccountRef | None:
+        if account is None:
+            return None
+        return ServiceAccountRef(f"{account.namespace}-{suffix}"[:63].rstrip("-"), account.name)
+
+    return plan.but(workload=moved(plan.workload), trusted=moved(plan.trusted))

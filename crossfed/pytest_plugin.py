@@ -1,12 +1,15 @@
 """crossfed's pytest plugin: options, markers and the fixtures that stand up a run's environment.
 
-Expensive things (stand-ins, issuers) are session scoped; each scenario's cloud objects are
-function scoped and torn down in reverse order, also when the test fails.
+Expensive things (stand-ins, issuers, the cluster attachment) are session scoped; each
+scenario's cloud objects and namespace are function scoped and torn down in reverse order, also
+when the test fails. The environment is a parameter of the `federation` fixture, so one scenario
+runs in every selected environment.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +17,9 @@ import pytest
 
 from crossfed.cleanup import Teardown
 from crossfed.environments.standins import LocalStandIns
+from crossfed.issuer.keys import SigningKey
 from crossfed.plan import FederationPlan
-from crossfed.scenario import ProcessScenarios, ScenarioRun
+from crossfed.scenario import ScenarioRun, Scenarios
 
 MARKERS = {
     "local": "runs on this machine with the stand-ins (no cloud account needed)",
@@ -24,18 +28,40 @@ MARKERS = {
     "azure": "exercises the Azure direction (workload identity federation)",
     "cluster": "needs a Kubernetes cluster (kind or --kubeconfig)",
 }
-ENVIRONMENTS = ("process",)
+log = logging.getLogger("crossfed")
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("crossfed", "crossfed: cross-cloud workload identity federation")
-    group.addoption("--crossfed-env", choices=ENVIRONMENTS, default="process",
-                    help="where scenario workloads run (default: process)")
+    group.addoption("--crossfed-env", action="append", choices=("process", "kubeconfig"),
+                    help="environments to run scenarios in (repeatable; default: process, plus "
+                         "kubeconfig when --kubeconfig is given)")
     group.addoption("--crossfed-run-id", default=None,
                     help="run id carried by every created name/tag (default: random)")
     group.addoption("--crossfed-state-dir", default=None,
                     help="where keys, CA and certificates of the run are written "
                          "(default: a pytest temporary directory)")
+    group.addoption("--kubeconfig", default=_env("CROSSFED_KUBECONFIG"),
+                    help="run the scenarios in pods of this cluster too; its API server must "
+                         "sign with --crossfed-issuer-key for --crossfed-issuer-port "
+                         "[env CROSSFED_KUBECONFIG]")
+    group.addoption("--crossfed-issuer-key", default=_env("CROSSFED_ISSUER_KEY"),
+                    help="RSA private key (PEM) the issuer signs with [env CROSSFED_ISSUER_KEY]")
+    group.addoption("--crossfed-issuer-port", type=int,
+                    default=int(_env("CROSSFED_ISSUER_PORT") or 0),
+                    help="issuer port on 127.0.0.1 (0: free) [env CROSSFED_ISSUER_PORT]")
+    group.addoption("--crossfed-standin-host", default=_env("CROSSFED_STANDIN_HOST"),
+                    help="address the cloud stand-ins listen on: the cluster bridge's address "
+                         "for pods (default 127.0.0.1) [env CROSSFED_STANDIN_HOST]")
+    group.addoption("--crossfed-node", default=_env("CROSSFED_NODE"),
+                    help="node to place pods on when the cluster has no scheduler "
+                         "[env CROSSFED_NODE]")
+    group.addoption("--crossfed-probe-image", default=_env("CROSSFED_PROBE_IMAGE")
+                    or "crossfed/probe:local", help="probe image present on the node")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,27 +69,70 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
+def selected_environments(config: pytest.Config) -> list[str]:
+    chosen = config.getoption("--crossfed-env")
+    if chosen:
+        return list(dict.fromkeys(chosen))
+    return ["process", "kubeconfig"] if config.getoption("--kubeconfig") else ["process"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "federation" in metafunc.fixturenames:
+        environments = selected_environments(metafunc.config)
+        metafunc.parametrize("crossfed_env_name", [
+            pytest.param(name, marks=[pytest.mark.cluster] if name != "process" else [],
+                         id=name) for name in environments], scope="session")
+
+
 @pytest.fixture(scope="session")
 def crossfed_clouds(request: pytest.FixtureRequest,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIns]:
-    """Issuer, AWS stand-in and the negative scenarios' issuers, for the whole session."""
-    state = request.config.getoption("--crossfed-state-dir")
+    """Issuer, AWS and Azure stand-ins and the negative scenarios' issuers, for the session."""
+    options = request.config.getoption
+    state = options("--crossfed-state-dir")
     state_dir = Path(state) if state else tmp_path_factory.mktemp("crossfed")
-    logging.getLogger("crossfed").info("crossfed: starting stand-ins in %s", state_dir)
-    clouds = LocalStandIns.start(state_dir, request.config.getoption("--crossfed-run-id"))
+    key_path = options("--crossfed-issuer-key")
+    key = SigningKey.load(Path(key_path)) if key_path else None
+    host = options("--crossfed-standin-host") or "127.0.0.1"
+    log.info("crossfed: starting stand-ins in %s (listening on %s)", state_dir, host)
+    clouds = LocalStandIns.start(state_dir, options("--crossfed-run-id"), key=key,
+                                 issuer_port=options("--crossfed-issuer-port"), host=host)
     yield clouds
     clouds.stop()
 
 
 @pytest.fixture(scope="session")
-def crossfed_environment(crossfed_clouds: LocalStandIns) -> ProcessScenarios:
-    return ProcessScenarios(crossfed_clouds)
+def crossfed_cluster(request: pytest.FixtureRequest, crossfed_clouds: LocalStandIns):
+    from crossfed.environments.kubeconfig import KubeconfigCluster, KubeconfigOptions
+    from crossfed.webhooks.reference_mutator import MutatorSettings
+    from crossfed.workload.pod import PodSettings
+
+    kubeconfig = request.config.getoption("--kubeconfig")
+    if not kubeconfig:
+        pytest.skip("the kubeconfig environment needs --kubeconfig (or CROSSFED_KUBECONFIG)")
+    pods = PodSettings(image=request.config.getoption("--crossfed-probe-image"),
+                       node_name=request.config.getoption("--crossfed-node"))
+    azure = crossfed_clouds.azure
+    mutator = MutatorSettings(azure_tenant_id=azure.tenant_id,
+                              azure_authority_host=azure.entra.authority_host + "/")
+    cluster = KubeconfigCluster(KubeconfigOptions(kubeconfig, pods), crossfed_clouds.ca,
+                                crossfed_clouds.run_id, mutator)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str,
+                         crossfed_clouds: LocalStandIns) -> Scenarios:
+    if crossfed_env_name == "process":
+        return Scenarios(crossfed_clouds)
+    return Scenarios(crossfed_clouds, request.getfixturevalue("crossfed_cluster"))
 
 
 class Federation:
     """What a scenario test holds: run a plan, judge it; cleanup is the fixture's job."""
 
-    def __init__(self, environment: ProcessScenarios, teardown: Teardown) -> None:
+    def __init__(self, environment: Scenarios, teardown: Teardown) -> None:
         self.environment, self.teardown = environment, teardown
 
     def run(self, plan: FederationPlan) -> ScenarioRun:
@@ -76,7 +145,7 @@ class Federation:
 
 
 @pytest.fixture
-def federation(crossfed_environment: ProcessScenarios) -> Iterator[Federation]:
+def federation(crossfed_environment: Scenarios) -> Iterator[Federation]:
     teardown = Teardown()
     try:
         yield Federation(crossfed_environment, teardown)

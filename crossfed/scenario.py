@@ -1,7 +1,12 @@
-"""One scenario, as DESIGN.md draws it: apply -> run -> probe result -> verdict -> teardown."""
+"""One scenario, as DESIGN.md draws it: apply -> run -> probe result -> verdict -> teardown.
+
+The environment decides only where the workload runs: a local process given what the webhook
+would give a pod (`process`), or a real pod on a cluster (`kubeconfig`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -9,9 +14,10 @@ from dataclasses import dataclass
 from crossfed.aws.provision import AppliedAws, AwsProvisioner
 from crossfed.azure.provision import AppliedAzure, AzureProvisioner
 from crossfed.cleanup import Teardown
+from crossfed.environments.kubeconfig import KubeconfigCluster
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.variants import token_for
-from crossfed.plan import FederationPlan
+from crossfed.plan import FederationPlan, isolate
 from crossfed.verdict import AwsEvidence, AzureEvidence, VerdictError, check_aws, check_azure
 from crossfed.workload.process import (
     AwsWorkload,
@@ -37,13 +43,12 @@ def _told(unknown: bool, real: str) -> str:
     return str(uuid.uuid4()) if unknown else real
 
 
-class ProcessScenarios:
-    """Runs plans in the `process` environment against the local stand-ins."""
+class Scenarios:
+    """Runs plans against the local stand-ins, in a process or in pods of `cluster`."""
 
-    name = "process"
-
-    def __init__(self, clouds: LocalStandIns) -> None:
-        self.clouds = clouds
+    def __init__(self, clouds: LocalStandIns, cluster: KubeconfigCluster | None = None) -> None:
+        self.clouds, self.cluster = clouds, cluster
+        self.name = "process" if cluster is None else "kubeconfig"
 
     def apply(self, plan: FederationPlan, run: ScenarioRun, teardown: Teardown) -> None:
         issuer = self.clouds.issuer_for(plan.issuer)
@@ -62,14 +67,14 @@ class ProcessScenarios:
                      run.applied_azure.client_id, run.applied_azure.vault_url)
 
     def run(self, plan: FederationPlan, teardown: Teardown) -> ScenarioRun:
+        suffix = f"{self.clouds.run_id}-{hashlib.sha256(plan.name.encode()).hexdigest()[:6]}"
+        plan = isolate(plan, suffix)
         run = ScenarioRun(plan)
         self.apply(plan, run, teardown)
         token = token_for(plan.token, self.clouds.issuer_for(plan.issuer), plan.workload,
                           plan.audience)
-        azure_clouds = getattr(self.clouds, "azure", None)
         targets = SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle,
-                             authority_host=azure_clouds.entra.authority_host
-                             if azure_clouds else None,
+                             authority_host=self.clouds.azure.entra.authority_host,
                              skip_challenge_resource_check=True)
         aws = AwsWorkload(run.applied.role_arn, run.applied.bucket) if run.applied else None
         azure = None
@@ -78,13 +83,20 @@ class ProcessScenarios:
             azure = AzureWorkload(_told(plan.azure.unknown_client_id, applied.client_id),
                                   _told(plan.azure.unknown_tenant, applied.tenant_id),
                                   applied.vault_url, applied.secret_name)
-        run.result = run_probe(token, targets, aws=aws, azure=azure)
+        if self.cluster is None:
+            run.result = run_probe(token, targets, aws=aws, azure=azure)
+        else:
+            # The API server signs the projected token; other tokens are presented from a file.
+            cluster_token = plan.token == "projected" and plan.issuer == "primary"
+            run.result = self.cluster.runner.run(
+                plan.workload.namespace, plan.workload.name, targets, teardown, aws=aws,
+                azure=azure, forged_token=None if cluster_token else token)
         return run
 
     def verdict(self, run: ScenarioRun) -> None:
         assert run.result is not None
         if "probe" not in run.result.report:
-            raise VerdictError(f"plan {run.plan.name!r}: the probe failed (exit "
+            raise VerdictError(f"plan {run.plan.name!r} ({self.name}): the probe failed (exit "
                                f"{run.result.exit_code}) before reporting:\n{run.result.stderr}")
         if run.applied is not None:
             evidence = AwsEvidence(run.applied.role_arn, run.applied.role_name,

@@ -42,7 +42,9 @@ class LocalStandIns:
     @classmethod
     def start(cls, state_dir: Path, run_id: str | None = None, region: str = "us-east-1",
               key: SigningKey | None = None, issuer_port: int = 0,
-              aws_port: int = 0) -> LocalStandIns:
+              aws_port: int = 0, host: str = LOOPBACK) -> LocalStandIns:
+        """host: where the cloud stand-ins listen (a cluster's bridge address, for pods);
+        the issuers stay on loopback, since only the stand-ins fetch from them."""
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         teardown = Teardown()
@@ -61,10 +63,10 @@ class LocalStandIns:
             untrusted = IssuerServer(rogue_ca, "issuer-untrusted").start()
             teardown.add("untrusted issuer", untrusted.stop)
             aws = AwsStandIn(ca, trusted_roots=str(ca.bundle_path), region=region,
-                             port=aws_port).start()
+                             port=aws_port, host=host).start()
             teardown.add("aws stand-in", aws.stop)
             log.info("crossfed: AWS stand-in %s", aws.endpoint_url)
-            azure = AzureStandIns.start(ca, teardown)
+            azure = AzureStandIns.start(ca, teardown, host=host)
             log.info("crossfed: Entra ID stand-in %s, ARM stand-in %s",
                      azure.entra.authority_host, azure.arm.endpoint)
         except BaseException:

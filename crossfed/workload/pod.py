@@ -1,0 +1,146 @@
+"""The pod workload: the probe in a real pod on a real cluster, mutated by a webhook.
+
+A scenario gets its own namespace (labelled with the run id), its service account with the
+annotations users write, the run's CA in a ConfigMap, and a pod that runs the probe image.
+The token is the one the API server projects through the webhook's volume; only the plans that
+present a forged or foreign token mount it from a Secret and name it in the env themselves
+(the webhooks leave variables a container already has alone).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from crossfed.cleanup import Teardown
+from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, SdkTargets
+
+CA_MOUNT = "/etc/crossfed"
+FORGED_MOUNT = "/var/run/secrets/crossfed"
+PROBE_PYTHON = "/opt/probe/bin/python"
+RUN_LABEL = "crossfed-run-id"
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    image: str = "crossfed/probe:local"
+    node_name: str | None = None  # set when the cluster has no scheduler
+    timeout: float = 180
+
+
+def api(kubeconfig: str) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+
+
+class PodRunner:
+    def __init__(self, core: client.CoreV1Api, run_id: str, ca_bundle: Path,
+                 settings: PodSettings) -> None:
+        self.core, self.run_id, self.ca_bundle, self.settings = core, run_id, ca_bundle, settings
+
+    def _namespace(self, name: str, teardown: Teardown) -> None:
+        body = client.V1Namespace(metadata=client.V1ObjectMeta(
+            name=name, labels={RUN_LABEL: self.run_id}))
+        self.core.create_namespace(body)
+        teardown.add(f"namespace {name}", lambda: self.core.delete_namespace(
+            name, grace_period_seconds=0, propagation_policy="Background"))
+        self.core.create_namespaced_config_map(name, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="crossfed-ca"),
+            data={"ca.pem": self.ca_bundle.read_text()}))
+
+    def run(self, namespace: str, service_account: str, targets: SdkTargets,
+            teardown: Teardown, aws: AwsWorkload | None = None,
+            azure: AzureWorkload | None = None, forged_token: str | None = None,
+            ) -> ProbeResult:
+        self._namespace(namespace, teardown)
+        annotations: dict[str, str] = {}
+        if aws is not None:
+            annotations["eks.amazonaws.com/role-arn"] = aws.role_arn
+        if azure is not None:
+            annotations["azure.workload.identity/client-id"] = azure.client_id
+            annotations["azure.workload.identity/tenant-id"] = azure.tenant_id
+        self.core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(name=service_account, annotations=annotations)))
+        env = {"AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_CA_BUNDLE": f"{CA_MOUNT}/ca.pem", "REQUESTS_CA_BUNDLE": f"{CA_MOUNT}/ca.pem"}
+        if targets.aws_endpoint_url:
+            env["AWS_ENDPOINT_URL"] = targets.aws_endpoint_url
+        if targets.authority_host and azure is not None:
+            # The webhook injects the public authority only where the container has none.
+            env["AZURE_AUTHORITY_HOST"] = targets.authority_host.rstrip("/") + "/"
+        volumes = [client.V1Volume(name="crossfed-ca", config_map=client.V1ConfigMapVolumeSource(
+            name="crossfed-ca"))]
+        mounts = [client.V1VolumeMount(name="crossfed-ca", mount_path=CA_MOUNT, read_only=True)]
+        if forged_token is not None:
+            self.core.create_namespaced_secret(namespace, client.V1Secret(
+                metadata=client.V1ObjectMeta(name="crossfed-token"),
+                string_data={"token": forged_token}))
+            volumes.append(client.V1Volume(
+                name="crossfed-token",
+                secret=client.V1SecretVolumeSource(secret_name="crossfed-token")))
+            mounts.append(client.V1VolumeMount(name="crossfed-token", mount_path=FORGED_MOUNT,
+                                               read_only=True))
+            if aws is not None:
+                env.update(AWS_ROLE_ARN=aws.role_arn,
+                           AWS_WEB_IDENTITY_TOKEN_FILE=f"{FORGED_MOUNT}/token")
+            if azure is not None:
+                env["AZURE_FEDERATED_TOKEN_FILE"] = f"{FORGED_MOUNT}/token"
+        args = ["-m", "crossfed.probe"]
+        if aws is not None:
+            args += ["--aws-bucket", aws.bucket]
+        if azure is not None:
+            args += ["--azure-vault-url", azure.vault_url, "--azure-secret", azure.secret]
+            if targets.skip_challenge_resource_check:
+                args.append("--azure-skip-challenge-resource-check")
+        labels = {RUN_LABEL: self.run_id}
+        if azure is not None:
+            labels["azure.workload.identity/use"] = "true"
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(name="probe", labels=labels),
+            spec=client.V1PodSpec(
+                service_account_name=service_account, restart_policy="Never",
+                automount_service_account_token=False, node_name=self.settings.node_name,
+                termination_grace_period_seconds=0, volumes=volumes,
+                containers=[client.V1Container(
+                    name="probe", image=self.settings.image, image_pull_policy="Never",
+                    command=[PROBE_PYTHON], args=args, volume_mounts=mounts,
+                    env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()])]))
+        self.core.create_namespaced_pod(namespace, pod)
+        return self._wait(namespace)
+
+    def _wait(self, namespace: str) -> ProbeResult:
+        deadline = time.monotonic() + self.settings.timeout
+        phase = "Pending"
+        while time.monotonic() < deadline:
+            phase = self.core.read_namespaced_pod("probe", namespace).status.phase
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(0.5)
+        stored = self.core.read_namespaced_pod("probe", namespace)
+        received = {e.name: e.value or "" for e in stored.spec.containers[0].env or []}
+        try:
+            logs = self.core.read_namespaced_pod_log("probe", namespace)
+        except ApiException as exc:
+            logs = f"(no logs: {exc.reason})"
+        lines = [line for line in logs.splitlines() if line.startswith("{")]
+        report: dict[str, Any] = json.loads(lines[-1]) if lines else {
+            "error": f"probe printed no JSON line (pod phase {phase})"}
+        diagnostics = "" if lines else self.diagnostics(namespace, logs)
+        code = 0 if phase == "Succeeded" else 1
+        return ProbeResult(report, code, diagnostics, received)
+
+    def diagnostics(self, namespace: str, logs: str) -> str:
+        """Events, the mutation the pod received, and its logs, for a failing test's report."""
+        events = self.core.list_namespaced_event(namespace).items
+        stored = self.core.read_namespaced_pod("probe", namespace)
+        container = stored.spec.containers[0]
+        mutation = {"env": [e.name for e in container.env or []],
+                    "mounts": [m.mount_path for m in container.volume_mounts or []],
+                    "volumes": [v.name for v in stored.spec.volumes or []]}
+        lines = [f"event {e.reason}: {e.message}" for e in events]
+        return "\n".join([*lines, f"mutation received: {mutation}", "logs:", logs[-2000:]])
