@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 
 from crossfed.cleanup import Teardown
+from crossfed.cluster.tools import add_options as add_tool_options
+from crossfed.cluster.tools import docker_available
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.keys import SigningKey
 from crossfed.plan import FederationPlan
 from crossfed.scenario import ScenarioRun, Scenarios
 
+KIND_STATUS = pytest.StashKey[str]()
 MARKERS = {
     "local": "runs on this machine with the stand-ins (no cloud account needed)",
     "cloud": "needs real cloud accounts (enable with the cloud flags)",
@@ -62,11 +65,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "[env CROSSFED_NODE]")
     group.addoption("--crossfed-probe-image", default=_env("CROSSFED_PROBE_IMAGE")
                     or "crossfed/probe:local", help="probe image present on the node")
+    add_tool_options(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def kind_status(config: pytest.Config) -> str:
+    """One line on the kind environment: why it does not run here."""
+    reason = docker_available()
+    if reason:
+        return (f"kind environment skipped: {reason} (install Docker and kind, or pass "
+                "--kind-bin; --kubeconfig runs the scenarios on any other cluster)")
+    return ("kind environment not run: creating the kind cluster from pytest is not wired yet; "
+            "create it with crossfed.cluster.kind and pass --kubeconfig")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    status = kind_status(config)
+    config.stash[KIND_STATUS] = status
+    return f"crossfed: environments {', '.join(selected_environments(config))}; {status}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if KIND_STATUS in config.stash:
+        terminalreporter.write_line(f"crossfed: {config.stash[KIND_STATUS]}")
 
 
 def selected_environments(config: pytest.Config) -> list[str]:
