@@ -15,6 +15,10 @@ from crossfed.plan import FederationPlan
 AWS_CLIENTS = ("boto3", "cli")
 
 
+def explain(decisions: list[Decision], when_none: str) -> str:
+    return "\n".join(d.explain() for d in decisions) if decisions else when_none
+
+
 @dataclass
 class AwsEvidence:
     role_arn: str
@@ -24,9 +28,7 @@ class AwsEvidence:
     decisions: list[Decision]
 
     def diagnosis(self) -> str:
-        if not self.decisions:
-            return "the verifying STS recorded no decision for this role (was it ever called?)"
-        return "\n".join(d.explain() for d in self.decisions)
+        return explain(self.decisions, "the verifying STS recorded no decision for this role")
 
 
 class VerdictError(AssertionError):
@@ -90,9 +92,8 @@ class AzureEvidence:
     decisions: list[Decision]
 
     def diagnosis(self) -> str:
-        if not self.decisions:
-            return "the Azure stand-ins recorded no decision for this identity or vault"
-        return "\n".join(d.explain() for d in self.decisions)
+        return explain(self.decisions, "the Azure stand-ins recorded no decision for this "
+                       "identity or vault")
 
 
 def check_azure(plan: FederationPlan, report: dict[str, Any], evidence: AzureEvidence) -> None:
