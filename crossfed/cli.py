@@ -27,6 +27,42 @@ def _state_dir(path: str) -> Path:
     return state_dir
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 0 for a free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0-65535 "
+                                         "(0 picks a free one)")
+    return port
+
+
+def _alive(pid: object) -> bool:
+    """Whether the process that wrote a state.json still runs."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _read_state(state_path: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads(state_path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{state_path} is unreadable ({exc}); stop any crossfed serve on this "
+                       "state dir, delete the file and start `crossfed serve` again") from exc
+    return state if isinstance(state, dict) else None
+
+
 def azure_info(clouds: Any) -> dict[str, Any]:
     azure = clouds.azure
     return {
@@ -51,10 +87,23 @@ def serve(args: argparse.Namespace) -> int:
     from crossfed.issuer.keys import SigningKey
 
     state_dir = _state_dir(args.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create --state-dir {args.state_dir}: {exc}; "
+                       "pick a writable directory") from exc
+    # A second serve would overwrite the running one's CA bundle and state.json.
+    running = _read_state(state_dir / STATE_FILE)
+    if running is not None and _alive(running.get("pid")):
+        raise CliError(f"crossfed serve is already running on --state-dir {args.state_dir} "
+                       f"(pid {running['pid']}); stop it or pick another --state-dir")
     key_path = state_dir / KEY_DIR / "sa-signer.key"
     # Reuse the key of an earlier serve in this state dir: a cluster set up with it keeps working.
-    key = SigningKey.load(key_path) if key_path.exists() else SigningKey.generate()
+    try:
+        key = SigningKey.load(key_path) if key_path.exists() else SigningKey.generate()
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot load the signing key {key_path}: {exc}; restore it, or delete "
+                       "it to start with a new key") from exc
     key.write(state_dir / KEY_DIR)
     try:
         clouds = LocalStandIns.start(state_dir, args.run_id, region=args.region, key=key,
@@ -105,10 +154,14 @@ def token(args: argparse.Namespace) -> int:
     from crossfed.issuer.tokens import ServiceAccountRef
 
     state_path = _state_dir(args.state_dir) / STATE_FILE
-    if not state_path.exists():
+    state = _read_state(state_path)
+    if state is None:
         raise CliError(f"no crossfed serve state in {args.state_dir} ({STATE_FILE} missing); "
                        f"start `crossfed serve --state-dir {args.state_dir}` first")
-    state = json.loads(state_path.read_text())
+    if not _alive(state.get("pid")):  # left behind by a serve that was killed
+        raise CliError(f"the crossfed serve that wrote {state_path} (pid {state.get('pid')}) "
+                       f"is no longer running; start `crossfed serve --state-dir "
+                       f"{args.state_dir}` again")
     try:
         account = ServiceAccountRef.parse(args.service_account)
     except ValueError as exc:
@@ -129,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", required=True, help="where keys, CA and state.json go")
     run.add_argument("--region", default="us-east-1")
     run.add_argument("--run-id", default=None)
-    run.add_argument("--issuer-port", type=int, default=0, help="0: a free port")
-    run.add_argument("--aws-port", type=int, default=0, help="0: a free port")
+    run.add_argument("--issuer-port", type=_port, default=0, help="0: a free port")
+    run.add_argument("--aws-port", type=_port, default=0, help="0: a free port")
     run.set_defaults(func=serve)
     mint = commands.add_parser("token", help="print a service-account token from the issuer")
     mint.add_argument("--state-dir", required=True)

@@ -17,7 +17,7 @@ from crossfed.cleanup import Teardown
 from crossfed.environments.kubeconfig import KubeconfigCluster
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.variants import token_for
-from crossfed.plan import FederationPlan, isolate
+from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, isolate
 from crossfed.verdict import AwsEvidence, AzureEvidence, VerdictError, check_aws, check_azure
 from crossfed.workload.process import (
     AwsWorkload,
@@ -87,10 +87,13 @@ class Scenarios:
             run.result = run_probe(token, targets, aws=aws, azure=azure)
         else:
             # The API server signs the projected token; other tokens are presented from a file.
-            cluster_token = plan.token == "projected" and plan.issuer == "primary"
+            # azure-workload-identity projects only its --audience, so another audience is too.
+            cluster_token = (plan.token == "projected" and plan.issuer == "primary"
+                             and (azure is None or plan.audience == AZURE_AUDIENCE))
             run.result = self.cluster.runner.run(
                 plan.workload.namespace, plan.workload.name, targets, teardown, aws=aws,
-                azure=azure, forged_token=None if cluster_token else token)
+                azure=azure, forged_token=None if cluster_token else token,
+                aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None)
         return run
 
     def verdict(self, run: ScenarioRun) -> None:

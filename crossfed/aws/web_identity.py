@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from crossfed import jwt_view
@@ -77,7 +76,8 @@ def account_of(role_arn: str) -> str:
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+    """STS writes the times of these messages as epoch seconds (seen in public error reports)."""
+    return str(int(epoch))
 
 
 def check_parameters(request: WebIdentityRequest) -> None:

@@ -56,11 +56,13 @@ class PodRunner:
     def run(self, namespace: str, service_account: str, targets: SdkTargets,
             teardown: Teardown, aws: AwsWorkload | None = None,
             azure: AzureWorkload | None = None, forged_token: str | None = None,
-            ) -> ProbeResult:
+            aws_audience: str | None = None) -> ProbeResult:
         self._namespace(namespace, teardown)
         annotations: dict[str, str] = {}
         if aws is not None:
             annotations["eks.amazonaws.com/role-arn"] = aws.role_arn
+            if aws_audience:  # the webhook projects the token for this audience
+                annotations["eks.amazonaws.com/audience"] = aws_audience
         if azure is not None:
             annotations["azure.workload.identity/client-id"] = azure.client_id
             annotations["azure.workload.identity/tenant-id"] = azure.tenant_id
@@ -124,7 +126,9 @@ class PodRunner:
         stored = self.core.read_namespaced_pod("probe", namespace)
         received = {e.name: e.value or "" for e in stored.spec.containers[0].env or []}
         try:
-            logs = self.core.read_namespaced_pod_log("probe", namespace)
+            # Raw bytes: the client would otherwise parse a JSON log line into a dict's repr.
+            logs = self.core.read_namespaced_pod_log(
+                "probe", namespace, _preload_content=False).data.decode()
         except ApiException as exc:
             logs = f"(no logs: {exc.reason})"
         lines = [line for line in logs.splitlines() if line.startswith("{")]

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The CI cluster: a real single-node Kubernetes built from Debian's source package, whose API
+# server signs service-account tokens with a key crossfed's issuer serves.
+#   cluster/ci-cluster.sh up   STATE_DIR   -> writes STATE_DIR/env (CROSSFED_* for pytest)
+#   cluster/ci-cluster.sh down STATE_DIR
+# Builds are cached outside the repo (CROSSFED_CACHE, default /var/cache/crossfed).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ACTION="${1:?up or down}"; STATE="${2:?state dir}"
+BRIDGE="${CROSSFED_BRIDGE:-crossfedci0}"; CIDR="${CROSSFED_BRIDGE_CIDR:-10.78.0.0/24}"
+log() { echo "crossfed ci-cluster: $*" >&2; }
+
+case "$ACTION" in
+down)
+  python3 -m crossfed.cluster.microcluster down --work-dir "$STATE/cluster" || true
+  exit 0 ;;
+up) ;;
+*) log "unknown action $ACTION (up or down)"; exit 2 ;;
+esac
+
+start=$(date +%s)
+bash "$HERE/install-runtime.sh" >&2
+BIN="$(bash "$HERE/build-kubernetes.sh")"
+IMAGE="$(bash "$HERE/build-probe-image.sh")"
+log "binaries and image ready after $(( $(date +%s) - start )) s"
+
+mkdir -p "$STATE"
+python3 - "$STATE/issuer" <<'PY'
+import sys
+from pathlib import Path
+from crossfed.issuer.keys import SigningKey
+SigningKey.generate().write(Path(sys.argv[1]))
+PY
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+up_start=$(date +%s)
+python3 -m crossfed.cluster.microcluster up --work-dir "$STATE/cluster" --binaries "$BIN" \
+  --image "$IMAGE" --issuer-url "https://127.0.0.1:$PORT" \
+  --signing-key "$STATE/issuer/sa-signer.key" --signing-public-key "$STATE/issuer/sa-signer.pub" \
+  --bridge-name "$BRIDGE" --bridge-cidr "$CIDR" > "$STATE/cluster.json"
+log "cluster up in $(( $(date +%s) - up_start )) s"
+python3 - "$STATE" "$PORT" <<'PY'
+import json, sys
+from pathlib import Path
+state, port = Path(sys.argv[1]), sys.argv[2]
+cluster = json.loads((state / "cluster.json").read_text())
+env = {"CROSSFED_KUBECONFIG": cluster["kubeconfig"],
+       "CROSSFED_ISSUER_KEY": str(state / "issuer" / "sa-signer.key"),
+       "CROSSFED_ISSUER_PORT": port, "CROSSFED_STANDIN_HOST": cluster["gateway_ip"],
+       "CROSSFED_NODE": cluster["node_name"], "CROSSFED_PROBE_IMAGE": "crossfed/probe:local"}
+(state / "env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+PY
+cat "$STATE/env" >&2
