@@ -15,9 +15,10 @@ Everything the cluster makes outside its work dir is recorded in <work_dir>/stat
 is made, so that `down` can undo it from the files alone: processes (checked by pid and start
 time), the bridge and its veths, pod network namespaces (mounted under the work dir:
 containerd's netns_mounts_under_state_dir), the iptables chains and rules of the CNI plugins,
-the kernel tunables the kubelet and the bridge plugin change, /var/log/pods entries and CNI
-result caches. `up` first undoes what a previous run in the same work dir left, and undoes its
-own work when it fails.
+the kubelet's cgroup root (its own per cluster: two kubelets sharing /kubepods kill each other's
+pods as orphans), the kernel tunables the kubelet and the bridge plugin change, /var/log/pods
+entries and CNI result caches. `up` first undoes what a previous run in the same work dir
+left, and undoes its own work when it fails.
 
 CLI (root): python -m crossfed.cluster.microcluster up|down|smoke --work-dir DIR ...
 The runtime packages come from cluster/install-runtime.sh; the Kubernetes binaries from
