@@ -389,7 +389,7 @@ def fetch_keys(issuer_url: str, trust: TrustSettings) -> FetchedKeys:
         if not isinstance(discovery, dict) or not isinstance(discovery.get("jwks_uri"), str):
             raise FetchFailure("bad_document", discovery_url,
                                "the discovery document has no jwks_uri")
-        if discovery.get("issuer") != issuer_url.rstrip("/"):
+        if discovery.get("issuer") != issuer_url:
             # UNDOC whether AWS compares these; OIDC Discovery 4.3 requires it, and Entra does.
             raise FetchFailure("bad_document", discovery_url,
                                f"discovery says issuer {discovery.get('issuer')!r}, "
