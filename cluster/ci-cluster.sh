@@ -13,6 +13,7 @@ log() { echo "crossfed ci-cluster: $*" >&2; }
 case "$ACTION" in
 down)
   python3 -m crossfed.cluster.microcluster down --work-dir "$STATE/cluster" || true
+  if [ -s "$STATE/issuer.pid" ]; then kill "$(cat "$STATE/issuer.pid")" 2>/dev/null || true; fi
   exit 0 ;;
 up) ;;
 *) log "unknown action $ACTION (up or down)"; exit 2 ;;
@@ -32,6 +33,13 @@ from crossfed.issuer.keys import SigningKey
 SigningKey.generate().write(Path(sys.argv[1]))
 PY
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# The issuer the API server names, served for the whole run by its own process, so that every
+# pytest worker's stand-ins can fetch its keys (workers only mint with the key).
+python3 -m crossfed.cli issuer --state-dir "$STATE" --port "$PORT" \
+  > "$STATE/issuer.json" 2> "$STATE/issuer.log" < /dev/null &
+echo $! > "$STATE/issuer.pid"
+for _ in $(seq 100); do [ -s "$STATE/issuer.json" ] && break; sleep 0.1; done
+[ -s "$STATE/issuer.json" ] || { log "the issuer did not start"; exit 1; }
 up_start=$(date +%s)
 python3 -m crossfed.cluster.microcluster up --work-dir "$STATE/cluster" --binaries "$BIN" \
   --image "$IMAGE" --issuer-url "https://127.0.0.1:$PORT" \
@@ -41,11 +49,13 @@ log "cluster up in $(( $(date +%s) - up_start )) s"
 python3 - "$STATE" "$PORT" <<'PY'
 import json, sys
 from pathlib import Path
-state, port = Path(sys.argv[1]), sys.argv[2]
+state = Path(sys.argv[1])
 cluster = json.loads((state / "cluster.json").read_text())
+issuer = json.loads((state / "issuer.json").read_text())
 env = {"CROSSFED_KUBECONFIG": cluster["kubeconfig"],
        "CROSSFED_ISSUER_KEY": str(state / "issuer" / "sa-signer.key"),
-       "CROSSFED_ISSUER_PORT": port, "CROSSFED_STANDIN_HOST": cluster["gateway_ip"],
+       "CROSSFED_ISSUER_URL": issuer["issuer"], "CROSSFED_ISSUER_CA": issuer["ca_bundle"],
+       "CROSSFED_STANDIN_HOST": cluster["gateway_ip"],
        "CROSSFED_NODE": cluster["node_name"], "CROSSFED_PROBE_IMAGE": "crossfed/probe:local"}
 (state / "env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
 PY

@@ -148,6 +148,44 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+def issuer_only(args: argparse.Namespace) -> int:
+    """Serve just the issuer (discovery + JWKS) with the state dir's key, e.g. for a cluster
+    whose API server names it, so that several pytest workers can share it."""
+    from crossfed.issuer.keys import SigningKey
+    from crossfed.issuer.server import IssuerServer
+    from crossfed.pki import RunCA
+
+    state_dir = _state_dir(args.state_dir)
+    key_path = state_dir / KEY_DIR / "sa-signer.key"
+    if not key_path.exists():
+        raise CliError(f"no signing key at {key_path}; run `crossfed serve --state-dir "
+                       f"{args.state_dir}` once, or put the cluster's key there")
+    try:
+        key = SigningKey.load(key_path)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot load the signing key {key_path}: {exc}") from exc
+    ca = RunCA(state_dir / "issuer-pki", name="crossfed issuer CA")
+    try:
+        server = IssuerServer(ca, "issuer", key=key, port=args.port).start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc}; free the port or "
+                       "pass another --port") from exc
+    print(json.dumps({"issuer": server.url, "jwks_uri": server.issuer.jwks_uri,
+                      "ca_bundle": str(ca.bundle_path)}), flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        server.stop()
+    return 0
+
+
 def token(args: argparse.Namespace) -> int:
     from crossfed.issuer.issuer import Issuer
     from crossfed.issuer.keys import SigningKey
@@ -185,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--issuer-port", type=_port, default=0, help="0: a free port")
     run.add_argument("--aws-port", type=_port, default=0, help="0: a free port")
     run.set_defaults(func=serve)
+    only = commands.add_parser("issuer", help="serve only the issuer of a state dir's key")
+    only.add_argument("--state-dir", required=True)
+    only.add_argument("--port", type=_port, default=0, help="0: a free port")
+    only.set_defaults(func=issuer_only)
     mint = commands.add_parser("token", help="print a service-account token from the issuer")
     mint.add_argument("--state-dir", required=True)
     mint.add_argument("--service-account", required=True, metavar="NS/NAME")

@@ -57,6 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--crossfed-issuer-port", type=int,
                     default=int(_env("CROSSFED_ISSUER_PORT") or 0),
                     help="issuer port on 127.0.0.1 (0: free) [env CROSSFED_ISSUER_PORT]")
+    group.addoption("--crossfed-issuer-url", default=_env("CROSSFED_ISSUER_URL"),
+                    help="use an issuer another process serves with --crossfed-issuer-key "
+                         "(shared by xdist workers) [env CROSSFED_ISSUER_URL]")
+    group.addoption("--crossfed-issuer-ca", default=_env("CROSSFED_ISSUER_CA"),
+                    help="CA bundle of --crossfed-issuer-url [env CROSSFED_ISSUER_CA]")
     group.addoption("--crossfed-standin-host", default=_env("CROSSFED_STANDIN_HOST"),
                     help="address the cloud stand-ins listen on: the cluster bridge's address "
                          "for pods (default 127.0.0.1) [env CROSSFED_STANDIN_HOST]")
@@ -120,8 +125,13 @@ def crossfed_clouds(request: pytest.FixtureRequest,
     key = SigningKey.load(Path(key_path)) if key_path else None
     host = options("--crossfed-standin-host") or "127.0.0.1"
     log.info("crossfed: starting stand-ins in %s (listening on %s)", state_dir, host)
-    clouds = LocalStandIns.start(state_dir, options("--crossfed-run-id"), key=key,
-                                 issuer_port=options("--crossfed-issuer-port"), host=host)
+    external = options("--crossfed-issuer-url")
+    if external and not options("--crossfed-issuer-ca"):
+        raise pytest.UsageError("--crossfed-issuer-url needs --crossfed-issuer-ca")
+    clouds = LocalStandIns.start(
+        state_dir, options("--crossfed-run-id"), key=key,
+        issuer_port=options("--crossfed-issuer-port"), host=host,
+        external_issuer=(external, Path(options("--crossfed-issuer-ca"))) if external else None)
     yield clouds
     clouds.stop()
 

@@ -37,7 +37,10 @@ class AzureStandIns:
     ca_bundle: str
 
     @classmethod
-    def start(cls, ca: RunCA, teardown: Teardown, host: str = LOOPBACK) -> AzureStandIns:
+    def start(cls, ca: RunCA, teardown: Teardown, host: str = LOOPBACK,
+              trusted_roots: str | None = None) -> AzureStandIns:
+        """trusted_roots: what the token endpoint trusts when it fetches issuers' keys
+        (default: the run's CA)."""
         directory, signer = Directory(), AccessTokenSigner()
         tenant_id = directory.add_tenant()
         subscription_id = str(uuid.uuid4())
@@ -45,7 +48,8 @@ class AzureStandIns:
         admin = directory.add(ServicePrincipal(tenant_id, "crossfed-admin", kind="application",
                                                client_secrets=[admin_secret]))
         trusted = str(ca.bundle_path)
-        entra = EntraStandIn(ca, directory, signer, trusted_roots=trusted, host=host).start()
+        entra = EntraStandIn(ca, directory, signer, trusted_roots=trusted_roots or trusted,
+                             host=host).start()
         teardown.add("entra stand-in", entra.stop)
         vaults = KeyVaultFleet(ca, signer, entra.authority_host, host=host)
         teardown.add("key vault stand-in", vaults.stop)

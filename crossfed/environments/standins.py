@@ -27,11 +27,22 @@ def new_run_id() -> str:
 
 
 @dataclass
+class ExternalIssuer:
+    """An issuer served by another process; this run only mints with its key."""
+
+    issuer: Issuer
+
+    @property
+    def url(self) -> str:
+        return self.issuer.url
+
+
+@dataclass
 class LocalStandIns:
     run_id: str
     state_dir: Path
     ca: RunCA
-    issuer: IssuerServer
+    issuer: IssuerServer | ExternalIssuer
     aws: AwsStandIn
     # Issuers for the negative scenarios: one whose host is down, one behind an untrusted CA.
     unreachable_issuer: Issuer
@@ -42,16 +53,30 @@ class LocalStandIns:
     @classmethod
     def start(cls, state_dir: Path, run_id: str | None = None, region: str = "us-east-1",
               key: SigningKey | None = None, issuer_port: int = 0,
-              aws_port: int = 0, host: str = LOOPBACK) -> LocalStandIns:
+              aws_port: int = 0, host: str = LOOPBACK,
+              external_issuer: tuple[str, Path] | None = None) -> LocalStandIns:
         """host: where the cloud stand-ins listen (a cluster's bridge address, for pods);
-        the issuers stay on loopback, since only the stand-ins fetch from them."""
+        the issuers stay on loopback, since only the stand-ins fetch from them.
+        external_issuer: (URL, CA bundle) of an issuer already serving `key` (a cluster's,
+        shared by pytest-xdist workers); the stand-ins then trust its CA too."""
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         teardown = Teardown()
         try:
             ca = RunCA(state_dir / "pki")
-            issuer = IssuerServer(ca, "issuer", key=key, port=issuer_port).start()
-            teardown.add("issuer", issuer.stop)
+            trusted = str(ca.bundle_path)
+            issuer: IssuerServer | ExternalIssuer
+            if external_issuer is not None:
+                if key is None:
+                    raise ValueError("an external issuer needs its signing key to mint tokens")
+                issuer = ExternalIssuer(Issuer(external_issuer[0], key))
+                roots = ca.directory / "trusted-roots.pem"
+                roots.write_bytes(ca.bundle_path.read_bytes()
+                                  + Path(external_issuer[1]).read_bytes())
+                trusted = str(roots)
+            else:
+                issuer = IssuerServer(ca, "issuer", key=key, port=issuer_port).start()
+                teardown.add("issuer", issuer.stop)
             log.info("crossfed: issuer %s", issuer.url)
             # Bound but never listening: connections are refused, and no later server of the
             # run can be given this port by chance.
@@ -62,11 +87,11 @@ class LocalStandIns:
             rogue_ca = RunCA(state_dir / "pki-untrusted", name="untrusted CA")
             untrusted = IssuerServer(rogue_ca, "issuer-untrusted").start()
             teardown.add("untrusted issuer", untrusted.stop)
-            aws = AwsStandIn(ca, trusted_roots=str(ca.bundle_path), region=region,
+            aws = AwsStandIn(ca, trusted_roots=trusted, region=region,
                              port=aws_port, host=host).start()
             teardown.add("aws stand-in", aws.stop)
             log.info("crossfed: AWS stand-in %s", aws.endpoint_url)
-            azure = AzureStandIns.start(ca, teardown, host=host)
+            azure = AzureStandIns.start(ca, teardown, host=host, trusted_roots=trusted)
             log.info("crossfed: Entra ID stand-in %s, ARM stand-in %s",
                      azure.entra.authority_host, azure.arm.endpoint)
         except BaseException:
