@@ -17,6 +17,7 @@ from crossfed.aws.provision import AppliedAws, AwsProvisioner
 from crossfed.cleanup import Teardown
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.keys import SigningKey
+from crossfed.issuer.server import IssuerServer
 from crossfed.issuer.tokens import ServiceAccountRef, sign
 from crossfed.plan import AwsTarget
 
@@ -142,17 +143,27 @@ def test_unknown_role_is_access_denied(crossfed_clouds, role, sts) -> None:
     ) == "AccessDenied"
 
 
-def test_rotated_key_is_found_by_refetching_the_jwks(crossfed_clouds, role, sts) -> None:
-    issuer = crossfed_clouds.issuer.issuer
-    new_key = SigningKey.generate()
-    token = sign(issuer.claims_for(SA, [AUD]), new_key)
-    issuer.extra_public_keys.append(new_key)  # published after the verifier cached the JWKS
+def test_rotated_key_is_found_by_refetching_the_jwks(crossfed_clouds, sts) -> None:
+    """An issuer of its own: the run's primary issuer may be served by another process."""
+    server = IssuerServer(crossfed_clouds.ca, "rotating").start()
+    teardown = Teardown()
+    aws = crossfed_clouds.aws
     try:
+        applied = AwsProvisioner(aws.session(), crossfed_clouds.run_id, aws.ca_bundle,
+                                 aws.endpoint_url).apply(
+            AwsTarget(), "rotating", server.url, SA, AUD, teardown)
+        assert sts.assume_role_with_web_identity(  # the verifier now caches the JWKS
+            RoleArn=applied.role_arn, RoleSessionName="before",
+            WebIdentityToken=server.issuer.mint(SA, [AUD]))
+        new_key = SigningKey.generate()
+        token = sign(server.issuer.claims_for(SA, [AUD]), new_key)
+        server.issuer.extra_public_keys.append(new_key)  # published after the cache filled
         time.sleep(1.1)  # the cache refetches at most once a second
         assert sts.assume_role_with_web_identity(
-            RoleArn=role.role_arn, RoleSessionName="rotated", WebIdentityToken=token)
+            RoleArn=applied.role_arn, RoleSessionName="rotated", WebIdentityToken=token)
     finally:
-        issuer.extra_public_keys.remove(new_key)
+        assert teardown.run() == []
+        server.stop()
 
 
 def test_untrusted_ca_is_accepted_through_a_matching_thumbprint(crossfed_clouds, sts) -> None:
