@@ -24,6 +24,7 @@ from crossfed.plan import FederationPlan
 from crossfed.scenario import ScenarioRun, Scenarios
 
 KIND_STATUS = pytest.StashKey[str]()
+SCENARIO_OUTCOMES: dict[str, list[tuple[str, str]]] = {}  # environment -> (test id, outcome)
 MARKERS = {
     "local": "runs on this machine with the stand-ins (no cloud account needed)",
     "cloud": "needs real cloud accounts (enable with the cloud flags)",
@@ -94,7 +95,41 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"crossfed: environments {', '.join(selected_environments(config))}; {status}"
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember each scenario's outcome per environment, for the closing summary."""
+    callspec = getattr(report, "crossfed_env", None)
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        if callspec:
+            SCENARIO_OUTCOMES.setdefault(callspec, []).append(
+                (_scenario_name(report.nodeid), report.outcome))
+
+
+def _scenario_name(nodeid: str) -> str:
+    """`test_x[kubeconfig-expired-token]` -> `expired-token`; a plain test keeps its name."""
+    name = nodeid.split("::")[-1]
+    if "[" not in name:
+        return name
+    params = name[name.index("[") + 1:-1]
+    return params.split("-", 1)[1] if "-" in params else name.split("[")[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "crossfed_env_name" in params:
+        outcome.get_result().crossfed_env = params["crossfed_env_name"]
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for environment, outcomes in SCENARIO_OUTCOMES.items():
+        passed = [name for name, outcome in outcomes if outcome == "passed"]
+        others = [f"{name} {outcome}" for name, outcome in outcomes if outcome != "passed"]
+        where = "in pods" if environment != "process" else "in processes"
+        terminalreporter.write_line(
+            f"crossfed: {environment}: {len(passed)} of {len(outcomes)} scenarios passed {where}"
+            + (f"; not passed: {', '.join(others)}" if others else ""))
+        terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
     if KIND_STATUS in config.stash:
         terminalreporter.write_line(f"crossfed: {config.stash[KIND_STATUS]}")
 
