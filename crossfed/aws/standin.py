@@ -1,7 +1,10 @@
 """The AWS stand-in: moto (IAM, S3, STS) on one HTTPS endpoint, IAM access control on,
 with the verifying STS answering AssumeRoleWithWebIdentity in front of it.
 
-moto keeps its state in process-wide backends, so one stand-in runs per process.
+moto keeps its state in process-wide backends, so every stand-in in one process shares one
+account: the first to start resets it and creates the administrator, later ones reuse both, and
+the last to stop lets the next start afresh. (A second environment's stand-ins in the same run,
+such as the foreign-issuer cluster's, must not wipe the first's roles.)
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ from crossfed.oidc.fetch import KeyCache
 from crossfed.pki import RunCA
 
 PARTITION = "aws"
+
+
+@dataclass
+class _SharedBackend:
+    live: int = 0
+    admin: AdminCredentials | None = None
+
+
+_BACKEND = _SharedBackend()
+_BOOTSTRAP_REQUESTS = 10  # creating the administrator takes three
+_UNLIMITED = 2**62
 
 
 class MotoIam:
@@ -124,12 +138,24 @@ class AwsStandIn:
 
     def start(self, enforce_iam: bool = True) -> AwsStandIn:
         self._server.start()
-        requests.post(f"{self.endpoint_url}/moto-api/reset", verify=self.ca_bundle, timeout=10)
-        self.admin = self._create_admin()
-        if enforce_iam:
-            requests.post(f"{self.endpoint_url}/moto-api/reset-auth", data="0",
-                          verify=self.ca_bundle, timeout=10).raise_for_status()
+        backend = _BACKEND
+        if backend.live == 0:
+            requests.post(f"{self.endpoint_url}/moto-api/reset", verify=self.ca_bundle,
+                          timeout=10)
+            # An earlier stand-in in this process may have left enforcement on (moto keeps it
+            # across resets): lift it while the administrator is created, or for good.
+            self._allow_unsigned_requests(_BOOTSTRAP_REQUESTS if enforce_iam else _UNLIMITED)
+            backend.admin = self._create_admin()
+            if enforce_iam:
+                self._allow_unsigned_requests(0)
+        backend.live += 1
+        self.admin = backend.admin
         return self
+
+    def _allow_unsigned_requests(self, count: int) -> None:
+        """moto's switch: the next `count` requests skip IAM access control, then it is on."""
+        requests.post(f"{self.endpoint_url}/moto-api/reset-auth", data=str(count),
+                      verify=self.ca_bundle, timeout=10).raise_for_status()
 
     def _create_admin(self) -> AdminCredentials:
         """An IAM user allowed everything: what a user would give the harness in the cloud."""
@@ -155,4 +181,10 @@ class AwsStandIn:
         return {"endpoint_url": self.endpoint_url, "verify": self.ca_bundle}
 
     def stop(self) -> None:
+        if self.admin is not None:
+            backend = _BACKEND
+            backend.live -= 1
+            if backend.live == 0:
+                backend.admin = None
+            self.admin = None
         self._server.stop()
