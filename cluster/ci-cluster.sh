@@ -46,7 +46,7 @@ python3 -m crossfed.cluster.microcluster up --work-dir "$STATE/cluster" --binari
   --signing-key "$STATE/issuer/sa-signer.key" --signing-public-key "$STATE/issuer/sa-signer.pub" \
   --bridge-name "$BRIDGE" --bridge-cidr "$CIDR" > "$STATE/cluster.json"
 log "cluster up in $(( $(date +%s) - up_start )) s"
-python3 - "$STATE" "$PORT" <<'PY'
+python3 - "$STATE" "$BIN" "$IMAGE" <<'PY'
 import json, sys
 from pathlib import Path
 state = Path(sys.argv[1])
@@ -56,7 +56,9 @@ env = {"CROSSFED_KUBECONFIG": cluster["kubeconfig"],
        "CROSSFED_ISSUER_KEY": str(state / "issuer" / "sa-signer.key"),
        "CROSSFED_ISSUER_URL": issuer["issuer"], "CROSSFED_ISSUER_CA": issuer["ca_bundle"],
        "CROSSFED_STANDIN_HOST": cluster["gateway_ip"],
-       "CROSSFED_NODE": cluster["node_name"], "CROSSFED_PROBE_IMAGE": "crossfed/probe:local"}
+       "CROSSFED_NODE": cluster["node_name"], "CROSSFED_PROBE_IMAGE": "crossfed/probe:local",
+       # for the foreign-issuer test, which starts a second cluster with a key of its own
+       "CROSSFED_KUBE_BINARIES": sys.argv[2], "CROSSFED_PROBE_IMAGE_ARCHIVE": sys.argv[3]}
 (state / "env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
 PY
 cat "$STATE/env" >&2

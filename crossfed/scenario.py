@@ -16,8 +16,10 @@ from crossfed.azure.provision import AppliedAzure, AzureProvisioner
 from crossfed.cleanup import Teardown
 from crossfed.environments.kubeconfig import KubeconfigCluster
 from crossfed.environments.standins import LocalStandIns
+from crossfed.issuer.issuer import Issuer
+from crossfed.issuer.learned import LearnedIssuer
 from crossfed.issuer.variants import token_for
-from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, isolate
+from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, IssuerVariant, isolate
 from crossfed.verdict import AwsEvidence, AzureEvidence, VerdictError, check_aws, check_azure
 from crossfed.workload.process import (
     AwsWorkload,
@@ -46,16 +48,24 @@ def _told(unknown: bool, real: str) -> str:
 class Scenarios:
     """Runs plans against the local stand-ins, in a process or in pods of `cluster`."""
 
-    def __init__(self, clouds: LocalStandIns, cluster: KubeconfigCluster | None = None) -> None:
+    def __init__(self, clouds: LocalStandIns, cluster: KubeconfigCluster | None = None,
+                 name: str | None = None) -> None:
         self.clouds, self.cluster = clouds, cluster
-        self.name = "process" if cluster is None else "kubeconfig"
+        self.name = name or ("process" if cluster is None else "kubeconfig")
+
+    def issuer_for(self, variant: IssuerVariant) -> Issuer | LearnedIssuer:
+        """The plan's issuer; "primary" is the cluster's own when it signs with its own key."""
+        if variant == "primary" and self.cluster is not None and self.cluster.issuer:
+            return self.cluster.issuer
+        return self.clouds.issuer_for(variant)
 
     def apply(self, plan: FederationPlan, run: ScenarioRun, teardown: Teardown) -> None:
-        issuer = self.clouds.issuer_for(plan.issuer)
+        issuer = self.issuer_for(plan.issuer)
         if plan.aws is not None:
             aws = self.clouds.aws
             provisioner = AwsProvisioner(aws.session(), self.clouds.run_id,
-                                         ca_bundle=aws.ca_bundle, endpoint_url=aws.endpoint_url)
+                                         ca_bundle=aws.ca_bundle, endpoint_url=aws.endpoint_url,
+                                         issuer_locations=self.clouds.issuer_locations)
             run.applied = provisioner.apply(plan.aws, plan.name, issuer.url,
                                             plan.trusted_account, plan.audience, teardown)
             log.info("crossfed: %s: role %s", plan.name, run.applied.role_arn)
@@ -70,9 +80,17 @@ class Scenarios:
         suffix = f"{self.clouds.run_id}-{hashlib.sha256(plan.name.encode()).hexdigest()[:6]}"
         plan = isolate(plan, suffix)
         run = ScenarioRun(plan)
+        issuer = self.issuer_for(plan.issuer)
+        # The API server signs the projected token; other tokens are presented from a file.
+        # azure-workload-identity projects only its --audience, so another audience is too.
+        cluster_token = (self.cluster is not None and plan.token == "projected"
+                         and plan.issuer == "primary"
+                         and (plan.azure is None or plan.audience == AZURE_AUDIENCE))
+        # Minted before anything is created: a variant the issuer's key is needed for raises
+        # SigningKeyUnavailable when the cluster holds that key (a learned issuer).
+        token = None if cluster_token else token_for(plan.token, issuer, plan.workload,
+                                                     plan.audience)
         self.apply(plan, run, teardown)
-        token = token_for(plan.token, self.clouds.issuer_for(plan.issuer), plan.workload,
-                          plan.audience)
         targets = SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle,
                              authority_host=self.clouds.azure.entra.authority_host,
                              skip_challenge_resource_check=True)
@@ -84,15 +102,12 @@ class Scenarios:
                                   _told(plan.azure.unknown_tenant, applied.tenant_id),
                                   applied.vault_url, applied.secret_name)
         if self.cluster is None:
+            assert token is not None
             run.result = run_probe(token, targets, aws=aws, azure=azure)
         else:
-            # The API server signs the projected token; other tokens are presented from a file.
-            # azure-workload-identity projects only its --audience, so another audience is too.
-            cluster_token = (plan.token == "projected" and plan.issuer == "primary"
-                             and (azure is None or plan.audience == AZURE_AUDIENCE))
             run.result = self.cluster.runner.run(
                 plan.workload.namespace, plan.workload.name, targets, teardown, aws=aws,
-                azure=azure, forged_token=None if cluster_token else token,
+                azure=azure, forged_token=token,
                 aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None)
         return run
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,11 @@ def resource_name(run_id: str, plan_name: str, limit: int) -> str:
 
 class AwsProvisioner:
     def __init__(self, session: boto3.Session, run_id: str, ca_bundle: str | None = None,
-                 endpoint_url: str | None = None) -> None:
+                 endpoint_url: str | None = None,
+                 issuer_locations: Mapping[str, str] | None = None) -> None:
+        # issuer URL -> where its documents are served (a learned cluster issuer's mirror):
+        # the thumbprint is read off the host that actually serves them.
+        self.issuer_locations = dict(issuer_locations or {})
         kwargs: dict[str, Any] = {}
         if endpoint_url:
             kwargs["endpoint_url"] = endpoint_url
@@ -106,7 +111,8 @@ class AwsProvisioner:
                     self.iam.add_client_id_to_open_id_connect_provider(
                         OpenIDConnectProviderArn=arn, ClientID=client_id)
             return arn
-        thumbprint = target.thumbprint or top_thumbprint(issuer_url)
+        thumbprint = target.thumbprint or top_thumbprint(
+            self.issuer_locations.get(issuer_url, issuer_url))
         created = self.iam.create_open_id_connect_provider(
             Url=issuer_url, ClientIDList=list(target.provider_client_ids),
             ThumbprintList=[thumbprint], Tags=self.tags,

@@ -1,21 +1,31 @@
-"""The `kubeconfig` environment: any existing cluster whose API server signs service-account
-tokens with crossfed's issuer key, the reference mutator registered as its webhook, and the
-probe image available on its node."""
+"""The `kubeconfig` environment: any existing cluster, the reference mutator registered as its
+webhook (or its own webhooks), and the probe image available on its node.
+
+If the API server signs service-account tokens with crossfed's issuer key, tokens of any
+variant can be minted; if it signs with a key of its own, its issuer is learned through the API
+server and mirrored for the stand-ins, and the variants that need its private key are skipped."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from crossfed.cleanup import Teardown
 from crossfed.https_server import HTTPSServer
+from crossfed.issuer.issuer import Issuer
+from crossfed.issuer.learned import LearnedIssuer, LearnError, learn_from_api_server
 from crossfed.pki import RunCA
 from crossfed.webhooks.reference_mutator import MutatorApp, MutatorSettings, webhook_configuration
 from crossfed.workload.pod import RUN_LABEL, PodRunner, PodSettings
+
+if TYPE_CHECKING:
+    from crossfed.environments.standins import LocalStandIns
 
 log = logging.getLogger("crossfed")
 
@@ -25,19 +35,65 @@ class KubeconfigOptions:
     kubeconfig: str
     pods: PodSettings
     mutator_host: str = "127.0.0.1"  # where the API server reaches the mutator
+    # False: the cluster's own (real) webhooks mutate the pods; no reference mutator is served.
+    reference_mutator: bool = True
 
 
 class KubeconfigCluster:
-    """Attaches to the cluster, starts and registers the reference mutator; stop() undoes it."""
+    """Attaches to the cluster, learns its issuer, starts and registers the reference mutator;
+    stop() undoes it.
+
+    `own_issuer`: the issuer crossfed signs with. A cluster that names another issuer (its own
+    key) is learned through its API server and handed to `mirror`, which makes the stand-ins
+    trust it; `self.issuer` is then that LearnedIssuer, else None.
+    """
 
     def __init__(self, options: KubeconfigOptions, ca: RunCA, run_id: str,
-                 mutator: MutatorSettings) -> None:
+                 mutator: MutatorSettings, own_issuer: Issuer | None = None,
+                 mirror: Callable[[LearnedIssuer], object] | None = None) -> None:
         self.options, self.run_id = options, run_id
         api_client = config.new_client_from_config(config_file=options.kubeconfig)
         self.core = client.CoreV1Api(api_client)
         self.admission = client.AdmissionregistrationV1Api(api_client)
         self._teardown = Teardown()
+        self.issuer: LearnedIssuer | None = None
+        if own_issuer is not None:
+            self.issuer = self._learn_issuer(api_client, own_issuer)
+            if self.issuer is not None and mirror is not None:
+                mirror(self.issuer)
         self.mutator = MutatorApp(self._annotations, mutator)
+        if options.reference_mutator:
+            self._register_mutator(ca, run_id)
+        self.runner = PodRunner(self.core, run_id, Path(ca.bundle_path), options.pods)
+
+    @classmethod
+    def for_clouds(cls, options: KubeconfigOptions, clouds: LocalStandIns) -> KubeconfigCluster:
+        """Attached to the run's stand-ins: their CA, Entra tenant and issuer."""
+        azure = clouds.azure
+        settings = MutatorSettings(azure_tenant_id=azure.tenant_id,
+                                   azure_authority_host=azure.entra.authority_host + "/")
+        return cls(options, clouds.ca, clouds.run_id, settings,
+                   own_issuer=clouds.issuer.issuer, mirror=clouds.mirror_issuer)
+
+    def _learn_issuer(self, api_client: client.ApiClient,
+                      own: Issuer) -> LearnedIssuer | None:
+        learned = learn_from_api_server(api_client)
+        if learned.url != own.url:
+            log.info("crossfed: cluster issuer %s is not crossfed's (%s): using the keys its "
+                     "API server publishes (kids %s)", learned.url, own.url,
+                     [k.get("kid") for k in learned.published_jwks["keys"]])
+            return learned
+        kids = [k.get("kid") for k in learned.published_jwks["keys"]]
+        if own.kid not in kids:
+            raise LearnError(
+                f"the cluster names crossfed's issuer {own.url} but publishes keys {kids}, "
+                f"not crossfed's key {own.kid}: start its API server with "
+                "--service-account-signing-key-file set to the key crossfed signs with "
+                "(--crossfed-issuer-key), or let it use an issuer URL of its own")
+        return None
+
+    def _register_mutator(self, ca: RunCA, run_id: str) -> None:
+        options = self.options
         server = HTTPSServer(ca.server_context("mutator", options.mutator_host),
                              host=options.mutator_host).start(self.mutator)
         self._teardown.add("reference mutator", server.stop)
@@ -48,7 +104,6 @@ class KubeconfigCluster:
         self._teardown.add(f"webhook configuration {name}",
                            lambda: self.admission.delete_mutating_webhook_configuration(name))
         log.info("crossfed: reference mutator %s registered as %s", server.url, name)
-        self.runner = PodRunner(self.core, run_id, Path(ca.bundle_path), options.pods)
 
     def _annotations(self, namespace: str, name: str) -> dict[str, str] | None:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossfed.aws.standin import AwsStandIn
@@ -15,6 +15,7 @@ from crossfed.environments.azure_standins import AzureStandIns
 from crossfed.https_server import LOOPBACK
 from crossfed.issuer.issuer import Issuer
 from crossfed.issuer.keys import SigningKey
+from crossfed.issuer.learned import IssuerMirror, LearnedIssuer
 from crossfed.issuer.server import IssuerServer
 from crossfed.pki import RunCA
 from crossfed.plan import IssuerVariant
@@ -49,6 +50,8 @@ class LocalStandIns:
     untrusted_issuer: IssuerServer
     azure: AzureStandIns
     _teardown: Teardown
+    # issuer URL -> where its documents are served from the host (learned cluster issuers)
+    issuer_locations: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def start(cls, state_dir: Path, run_id: str | None = None, region: str = "us-east-1",
@@ -99,6 +102,18 @@ class LocalStandIns:
             raise
         return cls(run_id or new_run_id(), state_dir, ca, issuer, aws, dead, untrusted, azure,
                    teardown)
+
+    def mirror_issuer(self, learned: LearnedIssuer) -> IssuerMirror:
+        """Serve a cluster's learned issuer documents from loopback and tell both stand-ins
+        (STS and Entra) to fetch them there; stopped with the stand-ins."""
+        mirror = IssuerMirror(self.ca, learned).start()
+        self._teardown.add(f"issuer mirror of {learned.url}", mirror.stop)
+        self.issuer_locations[learned.url] = mirror.url
+        for cache in (self.aws.keys, self.azure.entra.keys):
+            cache.register_location(learned.url, mirror.url)
+        log.info("crossfed: issuer %s learned through the API server, mirrored at %s",
+                 learned.url, mirror.url)
+        return mirror
 
     def issuer_for(self, variant: IssuerVariant) -> Issuer:
         return {"primary": self.issuer.issuer, "unreachable": self.unreachable_issuer,

@@ -20,6 +20,10 @@ class Issuer:
     extra_public_keys: list[SigningKey] = field(default_factory=list)
 
     @property
+    def kid(self) -> str:
+        return self.key.kid
+
+    @property
     def jwks_uri(self) -> str:
         return self.url.rstrip("/") + JWKS_PATH
 

@@ -379,9 +379,15 @@ def _get_json(session: requests.Session, url: str, trust: TrustSettings) -> tupl
         raise FetchFailure("unreachable", url, f"the response is not JSON: {exc}") from exc
 
 
-def fetch_keys(issuer_url: str, trust: TrustSettings) -> FetchedKeys:
-    """Discovery, then its jwks_uri; each host trusted on its own (roots, else thumbprints)."""
-    discovery_url = issuer_url.removesuffix("/") + DISCOVERY_SUFFIX
+def fetch_keys(issuer_url: str, trust: TrustSettings,
+               documents_url: str | None = None) -> FetchedKeys:
+    """Discovery, then its jwks_uri; each host trusted on its own (roots, else thumbprints).
+
+    `documents_url`: where the issuer's documents are fetched from when its own URL is not
+    reachable from here (a cluster's in-cluster issuer, mirrored by crossfed); the discovery
+    document must still name `issuer_url`.
+    """
+    discovery_url = (documents_url or issuer_url).removesuffix("/") + DISCOVERY_SUFFIX
     with requests.Session() as session:
         session.trust_env = False  # no proxy or CA bundle from the environment: trust is explicit
         session.headers["User-Agent"] = USER_AGENT
@@ -421,6 +427,15 @@ class KeyCache:
         self._entries: dict[tuple[str, TrustSettings], tuple[float, FetchedKeys]] = {}
         self._key_locks: dict[tuple[str, TrustSettings], threading.Lock] = {}
         self._lock = threading.Lock()
+        # issuer URL -> base URL its documents are mirrored at (crossfed's extension: a real
+        # verifier only ever fetches from the issuer URL itself)
+        self.locations: dict[str, str] = {}
+
+    def register_location(self, issuer_url: str, documents_url: str) -> None:
+        with self._lock:
+            self.locations[issuer_url] = documents_url
+            for key in [k for k in self._entries if k[0] == issuer_url]:
+                del self._entries[key]
 
     def _cached(self, key: tuple[str, TrustSettings], refresh: bool) -> FetchedKeys | None:
         entry = self._entries.get(key)
@@ -444,7 +459,7 @@ class KeyCache:
                 if cached is not None:
                     return cached
                 self.fetch_count += 1
-            keys = fetch_keys(issuer_url, trust)
+            keys = fetch_keys(issuer_url, trust, self.locations.get(issuer_url))
             with self._lock:
                 self._entries[key] = (self.clock(), keys)
             return keys
