@@ -19,6 +19,8 @@ Every kind invocation goes through one runner (crossfed.cluster.tools.run_comman
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import re
 import subprocess
@@ -271,3 +273,29 @@ class KindCluster:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_private(path, self.kubeconfig(internal).encode())
         return path
+
+
+def bridge_gateway(ipam_config: Sequence[Mapping[str, Any]] | None) -> str:
+    """The IPv4 gateway in a docker network's IPAM config (a list of IPv4 and IPv6 entries).
+
+    Pods reach the host at this address. `Gateway` may be absent: then the subnet's first host.
+    """
+    for entry in ipam_config or []:
+        subnet = entry.get("Subnet") or ""
+        if not subnet or ":" in subnet:  # the IPv6 entry
+            continue
+        gateway = (entry.get("Gateway") or "").split("/")[0]
+        return gateway or str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
+    raise ValueError(f"no IPv4 subnet in the network's IPAM config: {ipam_config}")
+
+
+def network_gateway(docker_bin: Path | str, network: str = "kind",
+                    runner: Runner = run_command) -> str:
+    """`docker network inspect` the network kind puts its nodes on; its IPv4 gateway."""
+    argv = [str(docker_bin), "network", "inspect", network, "--format", "{{json .IPAM.Config}}"]
+    result = runner(argv, timeout=60)
+    if result.returncode != 0:
+        detail = (result.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"docker network inspect {network} failed "
+                           f"(exit {result.returncode}): {detail[0]}")
+    return bridge_gateway(json.loads(result.stdout or "null"))

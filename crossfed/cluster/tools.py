@@ -186,6 +186,24 @@ def find_tool(tool: str, explicit: str | os.PathLike[str] | None = None, *,
     return install_release(release, cache_dir=cache_dir, fetch=fetch, plat=plat)
 
 
+def tool_problem(tool: str, explicit: str | os.PathLike[str] | None = None, *,
+                 path_env: str | None = None, cache_dir: Path | None = None,
+                 plat: Platform | None = None,
+                 releases: Mapping[str, ToolRelease] = RELEASES) -> str | None:
+    """None when `find_tool` would find `tool` or may download it (its release has a pinned
+    SHA-256 for this platform); else the one-line reason. Runs and downloads nothing."""
+    try:
+        find_tool(tool, explicit, path_env=path_env, cache_dir=cache_dir, download=False,
+                  releases=releases)
+        return None
+    except ToolMissing as exc:
+        release = releases.get(tool)
+        if explicit is None and release is not None and (plat or host_platform()) in (
+                release.sha256):
+            return None
+        return str(exc)
+
+
 def cached_path(release: ToolRelease, cache_dir: Path | None = None) -> Path:
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return root / f"{release.tool}-{release.version}" / release.tool
