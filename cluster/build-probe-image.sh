@@ -32,7 +32,7 @@ trap 'rm -rf "$WORK"' EXIT
 cp -a "$BASE" "$WORK/rootfs"
 ROOT="$WORK/rootfs"
 log "downloading the probe's SDKs with the host's pip (its index settings and CA apply)"
-PYVER="$(env -i PATH=/usr/bin:/bin chroot "$ROOT" python3 -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
+PYVER="$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$ROOT" python3 -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
 python3 -m pip download --quiet --dest "$WORK/wheels" --only-binary=:all: \
   --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
   --python-version "$PYVER" --implementation cp $REQS

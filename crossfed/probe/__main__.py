@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--azure-skip-challenge-resource-check", action="store_true",
                         help="local stand-ins only: vault URLs on loopback cannot match the "
                              "challenge resource https://vault.azure.net")
+    parser.add_argument("--termination-log", help="also write the JSON line here (a pod's "
+                        "termination message: survives a lost log file)")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"probe": "crossfed"}
     if args.aws_bucket:
@@ -43,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                                         not args.azure_skip_challenge_resource_check)
             for kind in args.azure_credentials.split(",")
         }
-    print(json.dumps(report, sort_keys=True), flush=True)
+    line = json.dumps(report, sort_keys=True)
+    print(line, flush=True)
+    if args.termination_log:
+        with open(args.termination_log, "w") as message:
+            message.write(line)
     return 0
 
 

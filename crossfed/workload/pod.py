@@ -24,6 +24,7 @@ from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, S
 CA_MOUNT = "/etc/crossfed"
 FORGED_MOUNT = "/var/run/secrets/crossfed"
 PROBE_PYTHON = "/opt/probe/bin/python"
+TERMINATION_LOG = "/dev/termination-log"  # the kubelet's default terminationMessagePath
 RUN_LABEL = "crossfed-run-id"
 
 
@@ -92,7 +93,7 @@ class PodRunner:
                            AWS_WEB_IDENTITY_TOKEN_FILE=f"{FORGED_MOUNT}/token")
             if azure is not None:
                 env["AZURE_FEDERATED_TOKEN_FILE"] = f"{FORGED_MOUNT}/token"
-        args = ["-m", "crossfed.probe"]
+        args = ["-m", "crossfed.probe", "--termination-log", TERMINATION_LOG]
         if aws is not None:
             args += ["--aws-bucket", aws.bucket]
         if azure is not None:
@@ -132,6 +133,8 @@ class PodRunner:
         except ApiException as exc:
             logs = f"(no logs: {exc.reason})"
         lines = [line for line in logs.splitlines() if line.startswith("{")]
+        if not lines:  # the log file can be lost (two kubelets on one host collect each
+            lines = _termination_message(stored)  # other's /var/log/pods entries)
         report: dict[str, Any] = json.loads(lines[-1]) if lines else {
             "error": f"probe printed no JSON line (pod phase {phase})"}
         diagnostics = "" if lines else self.diagnostics(namespace, logs)
@@ -148,3 +151,18 @@ class PodRunner:
                     "volumes": [v.name for v in stored.spec.volumes or []]}
         lines = [f"event {e.reason}: {e.message}" for e in events]
         return "\n".join([*lines, f"mutation received: {mutation}", "logs:", logs[-2000:]])
+
+
+def _termination_message(pod: client.V1Pod) -> list[str]:
+    """The probe's JSON line as the kubelet kept it (at most 4096 bytes: a longer line is cut
+    and not taken)."""
+    for status in pod.status.container_statuses or []:
+        terminated = status.state.terminated if status.state else None
+        message = (terminated.message or "").strip() if terminated else ""
+        if message.startswith("{"):
+            try:
+                json.loads(message)
+            except ValueError:
+                return []
+            return [message]
+    return []
