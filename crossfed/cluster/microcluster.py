@@ -544,6 +544,10 @@ def _kubelet_config(layout: _Layout, files: dict[str, Path], gateway: str, port:
         "cgroupRoot": cgroup_root,
         "failSwapOn": False,
         "nodeStatusUpdateFrequency": "1s",
+        # The defaults (5 API requests/s, 5 events/s) are shared by the node status above and
+        # every pod's token, ConfigMap, status and events: they capped the cluster at about one
+        # pod scenario every 2 s, however many pytest-xdist workers ran.
+        "kubeAPIQPS": 50, "kubeAPIBurst": 100, "eventRecordQPS": 50, "eventBurst": 100,
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "makeIPTablesUtilChains": False,
         "oomScoreAdj": 0,  # root lacks CAP_SYS_RESOURCE here: -999 cannot be applied
