@@ -332,6 +332,28 @@ def test_outsider_is_forbidden_by_access_policy(env: Env) -> None:
     assert env.outsider.object_id in decision.detail
 
 
+def test_policy_ids_match_whatever_their_case(env: Env) -> None:
+    # ARM keeps the case it was given; the token's oid and tid are lower case.
+    vault = env.open("kv-upper", [AccessPolicy(env.tenant.upper(),
+                                               env.outsider.object_id.upper(), ["GET"])])
+    vault.set_secret("shouting", "fine")
+    assert env.client(vault, env.outsider).get_secret("shouting").value == "fine"
+
+
+def test_compound_identity_entry_needs_its_application(env: Env) -> None:
+    # An entry with applicationId grants the user only through that application.
+    vault = env.open("kv-compound", [AccessPolicy(env.tenant, env.outsider.object_id, ["get"],
+                                                  application_id=str(uuid.uuid4()))])
+    vault.set_secret("compound", "x")
+    with pytest.raises(HttpResponseError) as caught:
+        env.client(vault, env.outsider).get_secret("compound")
+    assert caught.value.status_code == 403
+    assert _denied(env, vault).check == "access_policy"
+    app_entry = AccessPolicy(env.tenant, env.outsider.object_id, ["get"],
+                             application_id=env.outsider.client_id.upper())
+    assert app_entry.allows(env.tenant, env.outsider.object_id, "get", env.outsider.client_id)
+
+
 def test_reader_cannot_set(env: Env) -> None:
     env.vault.set_secret("guarded", "original")
     with pytest.raises(HttpResponseError) as caught:

@@ -23,10 +23,22 @@ class AccessPolicy:
     secret_permissions: list[str] = field(default_factory=list)
     application_id: str | None = None
 
-    def allows(self, tenant_id: str, object_id: str, permission: str) -> bool:
+    def allows(self, tenant_id: str, object_id: str, permission: str,
+               application_id: str | None = None) -> bool:
+        """Whether this entry grants `permission` to the caller a token names.
+
+        Ids are GUIDs, so they compare case-insensitively (ARM keeps whatever case it was given,
+        tokens carry lower case). A compound-identity entry (applicationId set) grants only when
+        that application is the caller.
+        """
         granted = {p.lower() for p in self.secret_permissions}
-        return ((self.tenant_id, self.object_id) == (tenant_id, object_id)
-                and (permission in granted or "all" in granted))
+        return (_same_id(self.tenant_id, tenant_id) and _same_id(self.object_id, object_id)
+                and (not self.application_id or _same_id(self.application_id, application_id))
+                and (permission.lower() in granted or "all" in granted))
+
+
+def _same_id(expected: str, given: str | None) -> bool:
+    return bool(given) and expected.lower() == (given or "").lower()
 
 
 @dataclass
@@ -50,9 +62,11 @@ class Vault:
     secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
-    def allowed(self, tenant_id: str, object_id: str, permission: str) -> bool:
+    def allowed(self, tenant_id: str, object_id: str, permission: str,
+                application_id: str | None = None) -> bool:
         with self.lock:
-            return any(p.allows(tenant_id, object_id, permission) for p in self.access_policies)
+            return any(p.allows(tenant_id, object_id, permission, application_id)
+                       for p in self.access_policies)
 
     def set_secret(self, name: str, value: str, content_type: str | None = None,
                    tags: dict[str, str] | None = None) -> SecretVersion:

@@ -282,11 +282,7 @@ class VaultApp:
         tid, oid, appid = claims.get("tid", ""), claims.get("oid", ""), claims.get("appid")
         with vault.lock:
             rbac = vault.enable_rbac_authorization
-            granted = not rbac and any(
-                policy.allows(tid, oid, permission)
-                # a compound-identity entry (applicationId) needs that application as caller
-                and (not policy.application_id or policy.application_id == appid)
-                for policy in vault.access_policies)
+            granted = not rbac and vault.allowed(tid, oid, permission, appid)
             name, location = vault.name, vault.location
         if rbac:
             resource = f"providers/Microsoft.KeyVault/vaults/{name}/secrets/{secret or ''}"
