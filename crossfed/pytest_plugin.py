@@ -287,10 +287,12 @@ def crossfed_kind(request: pytest.FixtureRequest,
     shared = _worker_input(config).get("crossfed_kind")
     if shared and "error" in shared:
         raise RuntimeError(f"kind environment failed on the xdist controller: {shared['error']}")
-    tools = find_tools({tool: config.getoption(f"--{tool}-bin")
-                        for tool in ("kind", "kubectl", "helm")})
     run_token = shared["run_token"] if shared else None  # xdist: the controller deletes
-    environment = KindEnvironment(kind_settings(config, run_token), tools)
+    settings = kind_settings(config, run_token)
+    tools = find_tools({tool: config.getoption(f"--{tool}-bin")
+                        for tool in ("kind", "kubectl", "helm")},
+                       helm=settings.webhooks == "real")  # the reference mutator needs no helm
+    environment = KindEnvironment(settings, tools)
     environment.start(tmp_path_factory.mktemp("kind-issuer"),
                       (shared["issuer_url"], Path(shared["issuer_ca"])) if shared else None)
     yield environment

@@ -269,14 +269,21 @@ def _unpack(release: ToolRelease, plat: Platform, data: bytes, url: str) -> byte
 class Tools:
     kind: Path
     kubectl: Path
-    helm: Path
+    helm: Path | None  # None: not needed (the reference mutator installs no chart)
     docker: Path
 
 
-def find_tools(explicit: Mapping[str, str | None] | None = None, **kwargs) -> Tools:
-    """All four tools; `explicit` maps tool name to the flag's value (None: not given)."""
+def find_tools(explicit: Mapping[str, str | None] | None = None, *, helm: bool = True,
+               **kwargs) -> Tools:
+    """The tools; `explicit` maps tool name to the flag's value (None: not given).
+
+    helm=False leaves helm unresolved, so a run without the real charts downloads no helm.
+    """
     explicit = explicit or {}
-    return Tools(**{tool: find_tool(tool, explicit.get(tool), **kwargs) for tool in TOOLS})
+    wanted = [tool for tool in TOOLS if helm or tool != "helm"]
+    found: dict[str, Path | None] = {tool: find_tool(tool, explicit.get(tool), **kwargs)
+                                     for tool in wanted}
+    return Tools(**{"helm": None, **found})
 
 
 def docker_available(docker_bin: str | os.PathLike[str] | None = None, *, timeout: float = 10,

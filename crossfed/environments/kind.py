@@ -356,6 +356,9 @@ class KindEnvironment:
         if self._marks(node).get("webhooks") == fingerprint:
             log.info("crossfed kind: webhooks already installed")
         else:
+            if self.tools.helm is None:
+                raise RuntimeError("crossfed kind: the real webhooks need helm; find it with "
+                                   "find_tools(helm=True) or pass --helm-bin")
             for release in releases:  # in order: cert-manager before the EKS webhook
                 log.info("crossfed kind: helm upgrade --install %s %s (waits for its pods)",
                          release.name, release.version)

@@ -116,6 +116,15 @@ def test_find_tools_takes_the_flag_values(tmp_path: Path) -> None:
         bin_dir / "kind", bin_dir / "kubectl", bin_dir / "docker")
 
 
+def test_find_tools_without_helm_neither_looks_for_nor_downloads_it(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    for name in ("kind", "kubectl", "docker"):  # no helm anywhere
+        make_exe(bin_dir, name)
+    found = find_tools({}, helm=False, path_env=str(bin_dir), cache_dir=tmp_path / "cache",
+                       fetch=no_fetch)
+    assert found.helm is None and found.kind == bin_dir / "kind"
+
+
 # --- ToolMissing messages -------------------------------------------------------------------
 
 @pytest.mark.parametrize("tool, flag", [("kind", "--kind-bin"), ("kubectl", "--kubectl-bin"),
