@@ -1,4 +1,5 @@
-"""`crossfed serve` (issuer + stand-ins, for hand use) and `crossfed token` (mint from it)."""
+"""`crossfed serve` (issuer + stand-ins, for hand use), `crossfed token` (mint from it) and
+`crossfed sweep` (delete what an interrupted run left in a cluster)."""
 
 from __future__ import annotations
 
@@ -213,6 +214,45 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from kubernetes import config
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+    from yaml import YAMLError
+
+    from crossfed.cluster.sweep import delete_leftovers, find_leftovers
+
+    if args.older_than < 0:
+        raise CliError(f"--older-than must be 0 or more minutes, got {args.older_than:g}")
+    try:
+        api_client = config.new_client_from_config(config_file=args.kubeconfig)
+    except (ConfigException, OSError, YAMLError) as exc:
+        raise CliError(f"cannot load --kubeconfig {args.kubeconfig}: {exc}; give the "
+                       "kubeconfig of the cluster the run used") from exc
+    # A named run is swept whatever its age; "all runs" spares those younger than --older-than.
+    older_than = dt.timedelta(minutes=0 if args.run_id else args.older_than)
+    try:
+        leftovers = find_leftovers(api_client, args.run_id, older_than)
+    except (ApiException, HTTPError, OSError) as exc:
+        raise CliError(f"cannot list crossfed's objects through the API server: {exc}; "
+                       "check that the cluster is up and --kubeconfig points at it") from exc
+    now = dt.datetime.now(dt.timezone.utc)
+    if not leftovers:
+        print("crossfed sweep: nothing to delete")
+        return 0
+    if args.dry_run:
+        for leftover in leftovers:
+            print(f"would delete {leftover.describe(now)}")
+        return 0
+    failures = delete_leftovers(api_client, leftovers)
+    for failure in failures:
+        print(f"crossfed sweep: could not delete {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossfed", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--audience", required=True)
     mint.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
     mint.set_defaults(func=token)
+    clean = commands.add_parser("sweep", help="delete the namespaces and webhook "
+                                "configurations an interrupted run left in a cluster")
+    clean.add_argument("--kubeconfig", default=os.environ.get("CROSSFED_KUBECONFIG"),
+                       required=not os.environ.get("CROSSFED_KUBECONFIG"),
+                       help="the cluster's kubeconfig [env CROSSFED_KUBECONFIG]")
+    clean.add_argument("--run-id", default=None,
+                       help="sweep this run's objects only, whatever their age")
+    clean.add_argument("--older-than", type=float, default=60, metavar="MINUTES",
+                       help="without --run-id: only objects older than this (default 60), so "
+                            "a run in progress is spared; 0 sweeps every run")
+    clean.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    clean.set_defaults(func=sweep)
     return parser
 
 
