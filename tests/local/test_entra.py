@@ -306,7 +306,7 @@ REFUSALS = [
             _other_account(ServiceAccountRef("elsewhere", SA.name)), 70021, 401, "subject",
             ("namespace 'entra-test' vs the assertion's 'elsewhere'",)),
     Refusal("subject-differs-in-case",
-            _other_account(ServiceAccountRef("Entra-Test", SA.name)), 70021, 401, "subject",
+            _other_account(ServiceAccountRef("Entra-Test", SA.name)), 7002138, 401, "subject",
             ("only in letter case",)),
     Refusal("issuer-not-registered",
             lambda env: env.rogue.issuer.mint(SA, [AUD]), 700211, 401, "issuer", ()),
@@ -365,6 +365,15 @@ def test_subject_mismatch_echoes_the_assertion(env: Env) -> None:
     _, _, message = _refused(lambda: _workload_token(env, assertion))
     assert (f"Assertion Issuer: '{env.issuer.url}'. Assertion Subject: '{intruder.subject}'. "
             f"Assertion Audience: '{AUD}'.") in message
+
+
+def test_subject_differing_in_case_says_so_as_entra_does(env: Env) -> None:
+    shouted = ServiceAccountRef(SA.namespace.upper(), SA.name)
+    assertion = sign(_claims(env.issuer, account=shouted), env.issuer.issuer.key)
+    code, status, message = _refused(lambda: _workload_token(env, assertion))
+    assert (code, status) == (7002138, 401), message
+    assert (f"presented assertion subject '{shouted.subject}'. The subject matches with "
+            "case-insensitive comparison, but not with case-sensitive comparison.") in message
 
 
 def test_unregistered_issuer_lists_the_registered_ones(env: Env) -> None:

@@ -46,6 +46,10 @@ FIRST_API_VERSION = {
     ACCESS_POLICY_TYPE: "2015-06-01",
 }
 API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
+# properties.isolationScope of an identity exists from this api-version on (SPECS
+# stable/2024-11-30 IdentityGet.json): older versions neither take nor return it.
+ISOLATION_SCOPE_API_VERSION = "2024-11-30"
+ISOLATION_SCOPES = ("None", "Regional")
 
 # ENTRA include: 3-120 alphanumerics, '-' and '_', starting alphanumeric; fields <= 600 chars.
 CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
@@ -90,6 +94,7 @@ class UserAssignedIdentity:
     location: str
     principal: ServicePrincipal
     tags: dict[str, str] = field(default_factory=dict)
+    isolation_scope: str = "None"
 
 
 @dataclass
@@ -142,6 +147,24 @@ def check_api_version(resource_type: str, api_version: str | None) -> None:
         raise bad_request(f"No registered resource provider found for API version "
                           f"'{api_version}' for type '{resource_type}'. This stand-in serves "
                           f"versions from '{first}' on.", "NoRegisteredProviderFound")
+
+
+def has_isolation_scope(api_version: str | None) -> bool:
+    return (api_version or "")[:10] >= ISOLATION_SCOPE_API_VERSION
+
+
+def _isolation_scope(body: dict[str, Any]) -> str | None:
+    """properties.isolationScope of a 2024-11-30+ identity PUT, or None when it names none."""
+    properties = body.get("properties")
+    value = properties.get("isolationScope") if isinstance(properties, dict) else None
+    if value is None:
+        return None
+    scope = next((s for s in ISOLATION_SCOPES if isinstance(value, str)
+                  and s.lower() == value.lower()), None)
+    if scope is None:
+        raise bad_request(f"The value '{value}' of properties.isolationScope is invalid; "
+                          f"use one of {list(ISOLATION_SCOPES)}.")
+    return scope
 
 
 def _same_location(a: str, b: str) -> bool:
@@ -253,17 +276,21 @@ class ResourceManager:
             raise not_found(IDENTITY_TYPE, name, group)
         return identity
 
-    def identity_json(self, identity: UserAssignedIdentity) -> dict[str, Any]:
+    def identity_json(self, identity: UserAssignedIdentity,
+                      api_version: str | None = None) -> dict[str, Any]:
         principal = identity.principal
+        properties = {"tenantId": principal.tenant_id, "principalId": principal.object_id,
+                      "clientId": principal.client_id}
+        if has_isolation_scope(api_version):
+            properties["isolationScope"] = identity.isolation_scope
         return {
             "id": self.identity_id(identity.resource_group, identity.name),
             "name": identity.name, "type": IDENTITY_TYPE, "location": identity.location,
-            "tags": dict(identity.tags),
-            "properties": {"tenantId": principal.tenant_id, "principalId": principal.object_id,
-                           "clientId": principal.client_id},
+            "tags": dict(identity.tags), "properties": properties,
         }
 
-    def put_identity(self, group: str, name: str, body: Any) -> tuple[dict[str, Any], bool]:
+    def put_identity(self, group: str, name: str, body: Any,
+                     api_version: str | None = None) -> tuple[dict[str, Any], bool]:
         """Returns (resource, created). A PUT on an existing identity keeps its ids."""
         if not IDENTITY_NAME.match(name):  # code assumed: ARM's generic name error
             raise bad_request(f"Resource name '{name}' is invalid: use 3-128 letters, digits, "
@@ -271,16 +298,20 @@ class ResourceManager:
                               "InvalidResourceName")
         body = _object(body, "the request body")
         location, tags = _location(body), _tags(body)
+        scope = _isolation_scope(body) if has_isolation_scope(api_version) else None
         with self._lock:
             identity = self._identities.get((group.lower(), name.lower()))
             if identity is not None:
                 self._check_location(identity.name, identity.location, group, location)
                 identity.tags = tags
-                return self.identity_json(identity), False
+                if scope is not None:
+                    identity.isolation_scope = scope
+                return self.identity_json(identity, api_version), False
             principal = self.directory.add(ServicePrincipal(self.tenant_id, name))
-            identity = UserAssignedIdentity(name, group, location, principal, tags)
+            identity = UserAssignedIdentity(name, group, location, principal, tags,
+                                            scope or "None")
             self._identities[(group.lower(), name.lower())] = identity
-            return self.identity_json(identity), True
+            return self.identity_json(identity, api_version), True
 
     @staticmethod
     def _check_location(name: str, current: str, group: str, wanted: str) -> None:
@@ -290,9 +321,10 @@ class ResourceManager:
                            f"resource with the same name cannot be created in location "
                            f"'{wanted}'. Please select a new resource name.")
 
-    def get_identity(self, group: str, name: str) -> dict[str, Any]:
+    def get_identity(self, group: str, name: str,
+                     api_version: str | None = None) -> dict[str, Any]:
         with self._lock:
-            return self.identity_json(self._identity(group, name))
+            return self.identity_json(self._identity(group, name), api_version)
 
     def delete_identity(self, group: str, name: str) -> bool:
         """Removes the service principal (and with it its FICs); False if there was none."""
@@ -303,9 +335,9 @@ class ResourceManager:
             self.directory.remove(identity.principal.tenant_id, identity.principal.client_id)
             return True
 
-    def list_identities(self, group: str) -> dict[str, Any]:
+    def list_identities(self, group: str, api_version: str | None = None) -> dict[str, Any]:
         with self._lock:
-            found = [self.identity_json(i) for (g, _), i in self._identities.items()
+            found = [self.identity_json(i, api_version) for (g, _), i in self._identities.items()
                      if g == group.lower()]
         return {"value": found}
 

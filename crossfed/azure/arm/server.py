@@ -67,6 +67,7 @@ VAULTS = (*GROUP, "microsoft.keyvault", "vaults")
 VAULT = (*VAULTS, "{name}")
 ACCESS_POLICY = (*VAULT, "accesspolicies", "{kind}")
 
+API_VERSION = "api-version"  # in Params: the request's, for shapes that vary with it
 Params = dict[str, str]
 Handler = Callable[[Params, Any], tuple[int, Any]]
 Route = tuple[tuple[str, ...], str, dict[str, Handler]]
@@ -96,10 +97,13 @@ def delete_status(existed: bool) -> tuple[int, Any]:
 
 def routes(r: ResourceManager) -> list[Route]:
     return [
-        (IDENTITIES, IDENTITY_TYPE, {"GET": lambda p, _: (200, r.list_identities(p["group"]))}),
+        (IDENTITIES, IDENTITY_TYPE, {
+            "GET": lambda p, _: (200, r.list_identities(p["group"], p[API_VERSION])),
+        }),
         (IDENTITY, IDENTITY_TYPE, {
-            "GET": lambda p, _: (200, r.get_identity(p["group"], p["name"])),
-            "PUT": lambda p, b: put_status(r.put_identity(p["group"], p["name"], b)),
+            "GET": lambda p, _: (200, r.get_identity(p["group"], p["name"], p[API_VERSION])),
+            "PUT": lambda p, b: put_status(r.put_identity(p["group"], p["name"], b,
+                                                          p[API_VERSION])),
             "DELETE": lambda p, _: delete_status(r.delete_identity(p["group"], p["name"])),
         }),
         (CREDENTIALS, CREDENTIAL_TYPE, {
@@ -238,6 +242,7 @@ class ArmApp:
                 raise ArmError(405, "MethodNotAllowed", f"The requested resource does not "
                                f"support http method '{request.method}'.")
             check_api_version(resource_type, request.args.get("api-version"))
+            params[API_VERSION] = request.args["api-version"]
             return handler(params, self._body(request))
         raise ArmError(404, "InvalidResourceType", f"The ARM stand-in serves no resource type "
                        f"at '{request.path}'.")

@@ -19,6 +19,9 @@ from crossfed.azure.directory import ServicePrincipal
 from crossfed.issuer.keys import SigningKey
 
 TOKEN_LIFETIME = 3599  # like Entra's example responses; > 300 s so azure-identity caches it
+# Managed identities get day-long tokens from Entra (facts file, section 1: Azure/login#441,
+# AWI faq.md); azure-identity then refreshes them at half their lifetime.
+MANAGED_IDENTITY_TOKEN_LIFETIME = 86399
 LEEWAY = 300  # resource servers accept five minutes of clock skew (UNDOC: our choice)
 
 
@@ -49,8 +52,12 @@ class AccessTokenSigner:
         self.key = key or SigningKey.generate()
 
     def issue(self, principal: ServicePrincipal, audience: str, appidacr: str = "2",
-              lifetime: int = TOKEN_LIFETIME) -> AccessToken:
-        """appidacr: 1 = client secret, 2 = certificate or federated assertion."""
+              lifetime: int | None = None) -> AccessToken:
+        """appidacr: 1 = client secret, 2 = certificate or federated assertion; lifetime None
+        is Entra's: 24 h for a managed identity, 1 h for an application."""
+        if lifetime is None:
+            lifetime = (MANAGED_IDENTITY_TOKEN_LIFETIME if principal.kind == "managed_identity"
+                        else TOKEN_LIFETIME)
         now = int(time.time())
         issuer = v1_issuer(principal.tenant_id)
         claims = {

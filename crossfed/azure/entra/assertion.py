@@ -5,11 +5,13 @@ The assertion is checked in this order; the first failure is the answer:
 
 1. the tenant exists (AADSTS90002);
 2. the client id names a service principal in that tenant (AADSTS700016);
-3. the assertion is a JWT signed with RS256 (AADSTS50027);
+3. the assertion is a JWT signed with RS256 (AADSTS50027), not issued by Entra itself
+   (AADSTS700222);
 4. it has `iat`, and exp - iat <= 25 h, Entra's 1.01:00:00 (AADSTS70023);
 5. a federated credential of the principal has exactly its `iss` (AADSTS700211), then one of
    those has its audience among the assertion's `aud` (AADSTS700212), then one of those has
-   exactly its `sub` (AADSTS70021); all comparisons are exact and case-sensitive;
+   exactly its `sub` (AADSTS70021, or AADSTS7002138 when it matches only ignoring case); all
+   comparisons are exact and case-sensitive;
 6. the issuer's discovery document and JWKS are fetched over HTTPS trusting public roots only,
    with no thumbprints (AADSTS90061 on any failure);
 7. the header's kid is in the JWKS, after one refetch (AADSTS7000272);
@@ -24,9 +26,9 @@ Choices where Entra documents nothing (UNDOC), each tested in tests/local/test_e
 - lifetime limit: exp - iat <= 90 000 s passes (the field message says "less than or equal").
 - multi-valued `aud`: a credential matches when its one audience is any of the values; error
   messages show the values joined with ", ".
-- the subject is checked as AADSTS70021 (the brief's choice). Newer Entra answers a subject
-  mismatch with AADSTS700213, and a case-only mismatch with 7002138; our diagnosis says when a
-  subject differs only in case.
+- a subject mismatch is AADSTS70021 (the brief's choice; newer Entra may answer 700213); a
+  subject equal to a credential's only ignoring case is AADSTS7002138 with Entra's message, as
+  field reports since Entra's 2024 case-sensitive matching show (status 401 assumed).
 - clock skew: 300 s on exp and nbf. `iat` in the future is not refused on its own.
 - a token without `kid` is checked against every published key (like the AWS verifier).
 - a kid missing from the cached JWKS triggers one refetch (key rotation), then fails.
@@ -54,6 +56,8 @@ ALGORITHMS = ("RS256",)
 MAX_LIFETIME = 25 * 3600  # Entra's 1.01:00:00
 CLOCK_SKEW = 300
 SA_PREFIX = "system:serviceaccount:"
+# Entra's own token issuers (v1 and v2): their tokens are no federated assertion (700222)
+ENTRA_ISSUER_PREFIXES = ("https://sts.windows.net/", "https://login.microsoftonline.com/")
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,16 @@ def _check_claim_shapes(claims: dict[str, Any]) -> None:
                 detail=f"{claim} is {claims[claim]!r}; JWT dates must be integer seconds")
 
 
+def check_not_entra_issued(claims: dict[str, Any]) -> None:
+    issuer = str(claims["iss"])
+    if issuer.lower().startswith(ENTRA_ISSUER_PREFIXES):
+        raise errors.EntraIssuedAssertion(
+            errors.ENTRA_ISSUED, check="issuer",
+            detail=f"the assertion was issued by Entra ID ({issuer}); workload identity "
+            "federation takes tokens of an external identity provider, such as the cluster's "
+            "projected service-account token, not Entra access tokens")
+
+
 def check_lifetime_limit(claims: dict[str, Any]) -> None:
     if "iat" not in claims:
         raise errors.AssertionLifetimeTooLong(
@@ -205,6 +219,10 @@ def match_credential(principal: ServicePrincipal, claims: dict[str, Any]) -> Fed
     for credential in by_audience:
         if credential.subject == subject:
             return credential
+    if any(c.subject.lower() == subject.lower() for c in by_audience):
+        raise errors.SubjectMatchesOnlyIgnoringCase(
+            errors.SUBJECT_CASE_ONLY.format(subject=subject), check="subject",
+            detail=_subject_detail(principal, by_audience, subject))
     raise errors.NoMatchingRecord(
         errors.NO_MATCHING_RECORD.format(issuer=issuer, subject=subject, audience=shown_aud),
         check="subject", detail=_subject_detail(principal, by_audience, subject))
@@ -366,6 +384,7 @@ def check_assertion(directory: Directory, keys: KeyCache, trusted_roots: str | N
     """Every check in the module docstring's order; raises the EntraError Entra answers with."""
     principal = find_principal(directory, tenant, client_id)
     header, claims = read_assertion(assertion)
+    check_not_entra_issued(claims)
     check_lifetime_limit(claims)
     credential = match_credential(principal, claims)
     kid = header.get("kid")

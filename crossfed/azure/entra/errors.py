@@ -98,6 +98,12 @@ class NoMatchingRecord(EntraError):
     code, error, status = 70021, "invalid_client", 401
 
 
+class SubjectMatchesOnlyIgnoringCase(EntraError):
+    """The subject equals a credential's only case-insensitively (Entra matches case-sensitively
+    since 2024 and names this case with its own code)."""
+    code, error, status = 7002138, "invalid_client", 401  # status assumed, like the others
+
+
 class OidcEndpointFailed(EntraError):
     code, error, status = 90061, "invalid_request", 400
 
@@ -108,6 +114,12 @@ class SigningKeyNotFound(EntraError):
 
 class AssertionOutsideTimeRange(EntraError):
     code, error, status = 700024, "invalid_client", 401
+
+
+class EntraIssuedAssertion(EntraError):
+    """An Entra-issued token presented as the assertion (AZDOCS#90276; error and status are
+    in no source: those of the other refusals of the assertion itself, like 50027)."""
+    code, error, status = 700222, "invalid_request", 400  # error and status assumed
 
 
 # --- message texts -----------------------------------------------------------------------
@@ -160,11 +172,18 @@ NO_MATCHING_RECORD = (
     "Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. "
     "Assertion Audience: '{audience}'. " + WIF_DOCS
 )
+SUBJECT_CASE_ONLY = (
+    "No matching federated identity record found for presented assertion subject '{subject}'. "
+    "The subject matches with case-insensitive comparison, but not with case-sensitive "
+    "comparison. Check your federated identity credential Subject, Audience and Issuer against "
+    "the presented assertion. See documentation at: " + WIF_DOCS + "."
+)
 OIDC_ENDPOINT_FAILED = "Request to External OIDC endpoint failed."
 KEY_NOT_FOUND = (
     "The key '{kid}' used to sign the assertion was not found in the signing keys published "
     "by issuer '{issuer}'."
 )
+ENTRA_ISSUED = "AAD-issued tokens may not be used for federated identity flows."
 OUTSIDE_TIME_RANGE = (
     "Client assertion is not within its valid time range. Current time: {now}, assertion "
     "valid from {nbf}, expiry time of assertion {exp}."

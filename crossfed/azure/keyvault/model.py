@@ -49,6 +49,9 @@ class SecretVersion:
     tags: dict[str, str] | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     enabled: bool = True
+    # attributes.nbf / attributes.exp (epoch seconds): kept and echoed, not enforced
+    not_before: int | None = None
+    expires: int | None = None
 
 
 @dataclass

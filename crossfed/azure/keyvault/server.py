@@ -32,7 +32,8 @@ Choices where Key Vault documents nothing (UNDOC):
 - soft delete is on, 90 days: DELETE answers a DeletedSecretBundle, GET/DELETE
   /deletedsecrets/{name} and POST .../recover work (get/purge/recover permissions), and PUT
   on a deleted name is 409 Conflict ObjectIsDeletedButRecoverable. Nothing is purged by time;
-- attributes: only `enabled` is honoured on PUT/PATCH; nbf/exp are not modelled;
+- attributes: `enabled` is honoured on PUT/PATCH; `nbf`/`exp` are stored and returned (the
+  SecretBundle carries them) but not enforced;
 - GET /secrets/{name}/versions of an unknown secret is 404 SecretNotFound;
 - paging: maxresults 1..25 (default 25, else 400); nextLink carries an opaque `$skiptoken`
   (an offset) and maxresults; the last page has `"nextLink": null`;
@@ -298,13 +299,18 @@ class VaultApp:
         return self.vault.uri if self.vault.uri.endswith("/") else self.vault.uri + "/"
 
     def _attributes(self, version: SecretVersion) -> dict[str, Any]:
-        return {
+        attributes: dict[str, Any] = {
             "enabled": version.enabled,
             "created": version.created,
             "updated": self._updated.get(version.version, version.created),
             "recoveryLevel": RECOVERY_LEVEL,
             "recoverableDays": RECOVERABLE_DAYS,
         }
+        if version.not_before is not None:
+            attributes["nbf"] = version.not_before
+        if version.expires is not None:
+            attributes["exp"] = version.expires
+        return attributes
 
     def _bundle(self, name: str, version: SecretVersion, value: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"value": version.value} if value else {}
@@ -371,10 +377,34 @@ class VaultApp:
         return body
 
     @staticmethod
+    def _dates(body: dict[str, Any]) -> dict[str, int]:
+        """attributes.nbf / attributes.exp that the body sets: epoch seconds (UnixTime)."""
+        attributes = body.get("attributes") or {}  # a dict: _properties checked it first
+        dates: dict[str, int] = {}
+        for key in ("nbf", "exp"):
+            value = attributes.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise errors.bad_request(f"attributes.{key} must be a Unix time in seconds.")
+            dates[key] = value
+        return dates
+
+    @staticmethod
+    def _apply_dates(version: SecretVersion, dates: dict[str, int]) -> None:
+        if "nbf" in dates:
+            version.not_before = dates["nbf"]
+        if "exp" in dates:
+            version.expires = dates["exp"]
+
+    @staticmethod
     def _properties(body: dict[str, Any]) -> tuple[str | None, dict[str, str] | None,
                                                    bool | None]:
         content_type, tags = body.get("contentType"), body.get("tags")
-        enabled = (body.get("attributes") or {}).get("enabled")
+        attributes = body.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise errors.bad_request("attributes must be an object.")
+        enabled = attributes.get("enabled")
         if content_type is not None and not isinstance(content_type, str):
             raise errors.bad_request("contentType must be a string.")
         if tags is not None and not (isinstance(tags, dict)
@@ -403,6 +433,7 @@ class VaultApp:
             raise errors.bad_request("The request body must have a string 'value'.",
                                      f"value is {type(value).__name__}")
         content_type, tags, enabled = self._properties(body)
+        dates = self._dates(body)
         with self.vault.lock:  # the deleted check and the write are one step
             if requested.lower() in self._deleted:
                 raise errors.deleted_but_recoverable(self._deleted[requested.lower()].name)
@@ -411,11 +442,13 @@ class VaultApp:
                                             dict(tags) if tags is not None else None)
             if enabled is not None:
                 version.enabled = enabled
+            self._apply_dates(version, dates)
         return self._json(self._bundle(name, version))
 
     def _update(self, request: Request, route: Route) -> Response:
         body = self._body(request)
         content_type, tags, enabled = self._properties(body)
+        dates = self._dates(body)
         with self.vault.lock:
             name = self._stored_name(route.name or "")
             found = self.vault.get_secret(name, route.version) if name else None
@@ -427,6 +460,7 @@ class VaultApp:
                 found.tags = dict(tags) if tags is not None else None
             if enabled is not None:
                 found.enabled = enabled
+            self._apply_dates(found, dates)
             self._updated[found.version] = int(time.time())
         return self._json(self._bundle(name, found, value=False))  # update returns no value
 
