@@ -21,10 +21,12 @@ from moto.iam.models import iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sts.models import sts_backends
 
+from crossfed.aws import moto_iam
 from crossfed.aws.web_identity import (
     Grant,
     ProviderRecord,
     RoleRecord,
+    WebIdentityRequest,
     WebIdentityVerifier,
     account_of,
 )
@@ -73,11 +75,12 @@ class MotoIam:
 
 
 def mint_with_moto(region: str) -> Any:
-    def mint(grant: Grant, session_name: str) -> Any:
+    def mint(grant: Grant, request: WebIdentityRequest) -> Any:
         backend = sts_backends[account_of(grant.role.arn)][PARTITION]
         return backend.assume_role_with_web_identity(
-            region_name=region, role_session_name=session_name, role_arn=grant.role.arn,
-            policy=None, duration=grant.duration_seconds, external_id=None,
+            region_name=region, role_session_name=request.session_name,
+            role_arn=grant.role.arn, policy=request.policy, duration=grant.duration_seconds,
+            external_id=None,
         )
     return mint
 
@@ -118,6 +121,7 @@ class AwsStandIn:
     def __init__(self, ca: RunCA, trusted_roots: str | None, region: str = "us-east-1",
                  host: str = LOOPBACK, verify: bool = True, port: int = 0) -> None:
         self.region, self.account_id = region, DEFAULT_ACCOUNT_ID
+        moto_iam.apply()  # IAM's OIDC-provider rules that moto lacks
         self.ca_bundle = str(ca.bundle_path)
         self.decisions = DecisionLog()
         self.keys = KeyCache()

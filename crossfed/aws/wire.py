@@ -17,17 +17,23 @@ from xml.sax.saxutils import escape
 from werkzeug.wrappers import Response
 
 from crossfed.aws import errors
-from crossfed.aws.web_identity import Grant, WebIdentityRequest, WebIdentityVerifier
+from crossfed.aws.web_identity import (
+    Grant,
+    WebIdentityRequest,
+    WebIdentityVerifier,
+    parse_request,
+)
 from crossfed.decisions import Decision, DecisionLog, token_summary
 
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 ACTION = "AssumeRoleWithWebIdentity"
 DECISIONS_PATH = "/crossfed/decisions"  # not an AWS path: the stand-in's own diagnosis feed
 
-Minter = Callable[[Grant, str], Any]  # (grant, session name) -> moto AssumedRole
+Minter = Callable[[Grant, WebIdentityRequest], Any]  # -> moto AssumedRole
 # access key id -> (role ARN, what the role's policies allow) for web-identity sessions
 DenialExplainer = Callable[[str], "tuple[str, str] | None"]
 ACCESS_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
+POLICY_ARN_FIELD = re.compile(r"PolicyArns\.member\.(\d+)\.arn")
 
 
 def _xml(tag: str, value: object) -> str:
@@ -49,6 +55,11 @@ def success_body(grant: Grant, assumed: Any, request_id: str) -> str:
         f"<Credentials>{credentials}</Credentials>",
         _xml("Provider", grant.claims["iss"]),  # documented: the iss value for OIDC tokens
     ])
+    # Only when the token or request supplied them, as AWS's answers show.
+    if grant.packed_policy_size is not None:
+        result += _xml("PackedPolicySize", grant.packed_policy_size)
+    if grant.source_identity is not None:
+        result += _xml("SourceIdentity", grant.source_identity)
     return (
         f'<AssumeRoleWithWebIdentityResponse xmlns="{NAMESPACE}">'
         f"<AssumeRoleWithWebIdentityResult>{result}</AssumeRoleWithWebIdentityResult>"
@@ -74,9 +85,17 @@ def _form(environ: dict[str, Any]) -> tuple[dict[str, str], bytes]:
     ):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-    fields = parse_qs(environ.get("QUERY_STRING", ""))
-    fields.update(parse_qs(body.decode("utf-8", "replace")))
+    # keep_blank_values: an empty parameter is present (too short), not missing (null)
+    fields = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    fields.update(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
     return {k: v[0] for k, v in fields.items()}, body
+
+
+def policy_arns(fields: dict[str, str]) -> list[str]:
+    """The Query protocol's list: PolicyArns.member.N.arn, in N order."""
+    found = [(int(m.group(1)), value) for key, value in fields.items()
+             if (m := POLICY_ARN_FIELD.fullmatch(key))]
+    return [value for _, value in sorted(found)]
 
 
 class VerifyingSTS:
@@ -125,24 +144,27 @@ class VerifyingSTS:
 
     def assume(self, fields: dict[str, str]) -> tuple[int, str]:
         request_id = str(uuid.uuid4())
-        duration = fields.get("DurationSeconds")
-        request = WebIdentityRequest(
-            role_arn=fields.get("RoleArn", ""),
-            session_name=fields.get("RoleSessionName", ""),
-            token=fields.get("WebIdentityToken", ""),
-            duration_seconds=int(duration) if duration and duration.isdigit() else None,
-        )
-        decision = Decision(request_id=request_id, action=ACTION, target=request.role_arn,
-                            session_name=request.session_name,
-                            token=token_summary(request.token), allowed=False)
+        decision = Decision(request_id=request_id, action=ACTION,
+                            target=fields.get("RoleArn", ""),
+                            session_name=fields.get("RoleSessionName", ""),
+                            token=token_summary(fields.get("WebIdentityToken", "")),
+                            allowed=False)
         try:
+            request = parse_request(fields, policy_arns(fields))
             grant = self.verifier.verify(request)
+            assumed = self.mint(grant, request)
         except errors.StsError as error:
-            decision.code, decision.message = error.code, error.message
-            decision.check, decision.detail = error.check, error.detail
-            self.log.record(decision)
-            return error.status, error_body(error, request_id)
-        assumed = self.mint(grant, request.session_name)
+            return self._refuse(decision, error, request_id)
+        except Exception as exc:  # a bug of ours still answers in STS's envelope, as Receiver
+            error = errors.StsError(errors.INTERNAL, check="internal", detail=repr(exc))
+            return self._refuse(decision, error, request_id)
         decision.allowed, decision.detail = True, f"assumed {assumed.arn}"
         self.log.record(decision)
         return 200, success_body(grant, assumed, request_id)
+
+    def _refuse(self, decision: Decision, error: errors.StsError,
+                request_id: str) -> tuple[int, str]:
+        decision.code, decision.message = error.code, error.message
+        decision.check, decision.detail = error.check, error.detail
+        self.log.record(decision)
+        return error.status, error_body(error, request_id)
