@@ -66,4 +66,7 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, Any]:
         jwk = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
-        return {**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}
+        # kube-apiserver publishes use/kty/kid/alg/n/e only: PyJWT's key_ops is dropped, as
+        # RFC 7517 says use and key_ops should not appear together.
+        return {"use": "sig", "kty": jwk["kty"], "kid": self.kid, "alg": "RS256",
+                "n": jwk["n"], "e": jwk["e"]}

@@ -29,7 +29,7 @@ class IssuerApp:
         request = Request(environ)
         documents = {DISCOVERY_PATH: self.issuer.discovery_document, JWKS_PATH: self.issuer.jwks}
         producer = documents.get(request.path)
-        if request.method != "GET" or producer is None:
+        if request.method not in ("GET", "HEAD") or producer is None:  # HEAD: as net/http
             response = Response("not found\n", status=404, content_type="text/plain")
         else:
             with self._lock:

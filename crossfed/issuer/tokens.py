@@ -71,5 +71,7 @@ def service_account_claims(
 
 
 def sign(claims: dict[str, Any], key: SigningKey) -> str:
-    """RS256 with the kube-style kid, as kube-apiserver signs."""
-    return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+    """RS256 with the kube-style kid, as kube-apiserver signs: its header is alg and kid only
+    (go-jose signer without options), so PyJWT's default typ is left out."""
+    return jwt.encode(claims, key.private_key, algorithm="RS256",
+                      headers={"kid": key.kid, "typ": None})

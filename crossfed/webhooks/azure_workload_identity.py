@@ -3,11 +3,21 @@ webhook.go at each tag; shared/reference/azure-federation-facts.md §6)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com/"  # trailing slash, as injected
 TOKEN_FILE = "azure-identity-token"
+LEGACY_VOLUME = "azure-identity-token"
+RESERVED_VOLUME_PREFIX = "azure-workload-identity-reserved-"  # v1.6.0 (#1720)
+MIN_EXPIRATION, MAX_EXPIRATION = 3600, 86400  # outside: the pod is denied (400)
+PROXY_INIT_NAME, PROXY_SIDECAR_NAME = "azwi-proxy-init", "azwi-proxy"
+DEFAULT_PROXY_PORT = 8000
+IMAGE_REGISTRY = "mcr.microsoft.com/oss/azure/workload-identity"
+_GO_INT = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -16,15 +26,28 @@ class Contract:
     token_dir: str
     token_env: str = "AZURE_FEDERATED_TOKEN_FILE"
     default_expiration: int = 3600
+    # v1.6.0 names the volume after a hash of the pod name instead of azure-identity-token.
+    hashed_volume_name: bool = False
 
     @property
     def token_path(self) -> str:
         return f"{self.token_dir}/{TOKEN_FILE}"
 
+    def volume_name(self, pod_metadata: dict[str, Any]) -> str:
+        if not self.hashed_volume_name:
+            return LEGACY_VOLUME
+        # Handle(): the pod name, or "<generateName> (prefix)" before the API server names it.
+        name = pod_metadata.get("name") or f"{pod_metadata.get('generateName') or ''} (prefix)"
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        return RESERVED_VOLUME_PREFIX + digest[:63 - len(RESERVED_VOLUME_PREFIX)]  # DNS label
+
+    def proxy_image(self, name: str) -> str:
+        return f"{IMAGE_REGISTRY}/{name}:{self.version}"
+
 
 CONTRACTS = {
     "v1.5.1": Contract("v1.5.1", "/var/run/secrets/azure/tokens"),
-    "v1.6.0": Contract("v1.6.0", "/var/run/secrets/azure/wi/token"),
+    "v1.6.0": Contract("v1.6.0", "/var/run/secrets/azure/wi/token", hashed_volume_name=True),
 }
 DEFAULT_VERSION = "v1.5.1"
 
@@ -35,3 +58,67 @@ def injected_env(client_id: str, tenant_id: str, token_path: str,
     env = {"AZURE_CLIENT_ID": client_id, "AZURE_TENANT_ID": tenant_id,
            "AZURE_FEDERATED_TOKEN_FILE": token_path, "AZURE_AUTHORITY_HOST": authority_host}
     return {k: v for k, v in env.items() if v}  # v1.5.1+: empty values are not injected
+
+
+def _go_int(raw: str, bits: int = 64) -> int | None:
+    """strconv.ParseInt(raw, 10, bits); None where Go returns an error."""
+    if not _GO_INT.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if -(2 ** (bits - 1)) <= value < 2 ** (bits - 1) else None
+
+
+def token_expiration(pod_annotation: str | None, sa_annotation: str | None,
+                     default: int = 3600) -> int:
+    """Non-empty pod annotation > non-empty SA annotation > default. Raises ValueError (the
+    webhook's 400 denial) for an unparsable value or one outside 3600..86400."""
+    raw = pod_annotation or sa_annotation
+    value = default if not raw else _go_int(raw)
+    if value is None:
+        raise ValueError(f"strconv.ParseInt: parsing {raw!r}: invalid syntax")
+    if not MIN_EXPIRATION <= value <= MAX_EXPIRATION:
+        raise ValueError(f"token expiration {value} not valid. Expected value to be between "
+                         f"{MIN_EXPIRATION} and {MAX_EXPIRATION}")
+    return value
+
+
+def skip_containers(annotation: str | None) -> set[str]:
+    """skip-containers: names separated by ";", each trimmed (getSkipContainers)."""
+    return {name.strip() for name in annotation.split(";")} if annotation else set()
+
+
+def proxy_port(annotation: str | None) -> int:
+    """proxy-sidecar-port (default 8000); ValueError (a 400 denial) when not an int32."""
+    if annotation is None:
+        return DEFAULT_PROXY_PORT
+    value = _go_int(annotation, 32)
+    if value is None:
+        raise ValueError(f"failed to parse proxy sidecar port: {annotation!r}")
+    return value
+
+
+def proxy_init_container(contract: Contract, port: int) -> dict[str, Any]:
+    """azwi-proxy-init: privileged, NET_ADMIN, redirects IMDS traffic to the sidecar."""
+    return {"name": PROXY_INIT_NAME, "image": contract.proxy_image("proxy-init"),
+            "imagePullPolicy": "IfNotPresent",
+            "securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                                "privileged": True, "runAsNonRoot": False, "runAsUser": 0},
+            "env": [{"name": "PROXY_PORT", "value": str(port)}]}
+
+
+def proxy_sidecar_container(contract: Contract, port: int, native: bool,
+                            log_level: str = "info") -> dict[str, Any]:
+    """azwi-proxy; a native sidecar (restartPolicy Always in initContainers) when `native`."""
+    container: dict[str, Any] = {
+        "name": PROXY_SIDECAR_NAME, "image": contract.proxy_image("proxy"),
+        "imagePullPolicy": "IfNotPresent",
+        "args": [f"--proxy-port={port}", f"--log-level={log_level}"],
+        "ports": [{"containerPort": port}],
+        "lifecycle": {"postStart": {"exec": {"command": [
+            "/proxy", f"--proxy-port={port}", "--probe", f"--log-level={log_level}"]}}},
+        "securityContext": {"allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}, "privileged": False,
+                            "readOnlyRootFilesystem": True, "runAsNonRoot": True}}
+    if native:
+        container["restartPolicy"] = "Always"
+    return container

@@ -9,6 +9,7 @@ compared with. Pure functions build the JSON patch; the WSGI app only speaks Adm
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from crossfed.webhooks import eks_pod_identity as eks
 log = logging.getLogger("crossfed.mutator")
 EKS_PREFIX = "eks.amazonaws.com"
 AZWI_PREFIX = "azure.workload.identity"
-AZWI_VOLUME = "azure-identity-token"
+AZWI_VOLUME = azwi.LEGACY_VOLUME  # up to v1.5.1; v1.6.0 hashes the pod name
 
 # namespace, name -> the ServiceAccount's annotations (None: it does not exist)
 AnnotationLookup = Callable[[str, str], "dict[str, str] | None"]
@@ -36,6 +37,8 @@ class MutatorSettings:
     azure_tenant_id: str = ""
     azure_authority_host: str = azwi.PUBLIC_AUTHORITY_HOST
     skip_label: str = f"{EKS_PREFIX}/skip-pod-identity-webhook"
+    # azure-workload-identity v1.5.0+ makes azwi-proxy a native sidecar on Kubernetes >= 1.32.
+    azure_native_sidecar: bool = False
 
 
 @dataclass
@@ -43,6 +46,13 @@ class Mutation:
     env: dict[str, str] = field(default_factory=dict)
     mount: dict[str, Any] | None = None
     volume: dict[str, Any] | None = None
+    skip: set[str] = field(default_factory=set)  # container names this webhook leaves alone
+    # variables of one group are added only if the container has none of them
+    env_groups: tuple[tuple[str, ...], ...] = ()
+
+
+class Denied(ValueError):
+    """The contract denies the pod (the webhook answers allowed=false, code 400)."""
 
 
 def _has_env(container: dict[str, Any], *names: str) -> bool:
@@ -51,61 +61,74 @@ def _has_env(container: dict[str, Any], *names: str) -> bool:
 
 
 def eks_mutation(pod: dict[str, Any], sa: dict[str, str],
-                 settings: eks.WebhookSettings) -> Mutation | None:
+                 settings: eks.WebhookSettings,
+                 skip_label: str = f"{EKS_PREFIX}/skip-pod-identity-webhook") -> Mutation | None:
     role_arn = sa.get(f"{EKS_PREFIX}/role-arn")
     labels = pod.get("metadata", {}).get("labels") or {}
-    if not role_arn or f"{EKS_PREFIX}/skip-pod-identity-webhook" in labels:
+    if not role_arn or skip_label in labels:  # the label: objectSelector DoesNotExist
         return None
     annotations = pod.get("metadata", {}).get("annotations") or {}
     audience = sa.get(f"{EKS_PREFIX}/audience", settings.token_audience)
     expiration = eks.token_expiration(sa.get(f"{EKS_PREFIX}/token-expiration"),
                                       annotations.get(f"{EKS_PREFIX}/token-expiration"), settings)
     regional = sa.get(f"{EKS_PREFIX}/sts-regional-endpoints")
-    if regional is not None:  # Go's ParseBool, as the webhook reads the annotation
-        settings = replace(settings, sts_regional_endpoints=regional.lower() in (
-            "1", "t", "true"))
+    parsed = eks.parse_go_bool(regional) if regional is not None else None
+    if parsed is not None:  # Go's ParseBool; an invalid value keeps the flag (cache.go)
+        settings = replace(settings, sts_regional_endpoints=parsed)
+    windows = eks.is_windows(pod.get("spec", {}).get("nodeSelector"))
     return Mutation(
-        env=eks.injected_env(role_arn, settings),
+        env=eks.injected_env(role_arn, settings, windows=windows),
         mount={"name": eks.VOLUME_NAME, "mountPath": settings.token_mount_path, "readOnly": True},
         volume={"name": eks.VOLUME_NAME, "projected": {"sources": [{"serviceAccountToken": {
             "audience": audience, "expirationSeconds": expiration,
             "path": eks.TOKEN_FILE}}]}},
+        skip=eks.skip_containers(annotations.get(f"{EKS_PREFIX}/skip-containers")),
+        env_groups=eks.ENV_GROUPS,
     )
 
 
 def azure_mutation(pod: dict[str, Any], sa: dict[str, str],
                    settings: MutatorSettings) -> Mutation | None:
+    """Raises Denied where the webhook answers 400 (expiration out of 3600..86400)."""
     labels = pod.get("metadata", {}).get("labels") or {}
     if labels.get(f"{AZWI_PREFIX}/use") != "true":  # v1.0+: the pod label, exactly "true"
         return None
     annotations = pod.get("metadata", {}).get("annotations") or {}
-    expiration = int(annotations.get(f"{AZWI_PREFIX}/service-account-token-expiration")
-                     or sa.get(f"{AZWI_PREFIX}/service-account-token-expiration")
-                     or settings.azure.default_expiration)
+    try:
+        expiration = azwi.token_expiration(
+            annotations.get(f"{AZWI_PREFIX}/service-account-token-expiration"),
+            sa.get(f"{AZWI_PREFIX}/service-account-token-expiration"),
+            settings.azure.default_expiration)
+    except ValueError as exc:
+        raise Denied(str(exc)) from exc
     tenant = sa.get(f"{AZWI_PREFIX}/tenant-id", settings.azure_tenant_id)
     env = azwi.injected_env(sa.get(f"{AZWI_PREFIX}/client-id", ""), tenant,
                             settings.azure.token_path, settings.azure_authority_host)
+    volume_name = settings.azure.volume_name(pod.get("metadata", {}))
     return Mutation(
         env=env,
-        mount={"name": AZWI_VOLUME, "mountPath": settings.azure.token_dir, "readOnly": True},
-        volume={"name": AZWI_VOLUME, "projected": {"sources": [{"serviceAccountToken": {
+        mount={"name": volume_name, "mountPath": settings.azure.token_dir, "readOnly": True},
+        volume={"name": volume_name, "projected": {"sources": [{"serviceAccountToken": {
             "audience": azwi.DEFAULT_AUDIENCE, "expirationSeconds": expiration,
             "path": azwi.TOKEN_FILE}}]}},
+        skip=azwi.skip_containers(annotations.get(f"{AZWI_PREFIX}/skip-containers")),
     )
 
 
-def _container_patches(kind: str, index: int, container: dict[str, Any], mutation: Mutation,
-                       skip_if_any: tuple[str, ...]) -> list[dict[str, Any]]:
+def _container_patches(kind: str, index: int, container: dict[str, Any],
+                       mutation: Mutation) -> list[dict[str, Any]]:
     base = f"/spec/{kind}/{index}"
     patches: list[dict[str, Any]] = []
     env = [{"name": k, "value": v} for k, v in mutation.env.items()
-           if not (_has_env(container, k) or (k in skip_if_any and _has_env(container,
-                                                                             *skip_if_any)))]
+           if not _has_env(container, k) and not any(
+               k in group and _has_env(container, *group) for group in mutation.env_groups)]
     if env:
         if not container.get("env"):
             patches.append({"op": "add", "path": f"{base}/env", "value": env})
         else:
             patches += [{"op": "add", "path": f"{base}/env/-", "value": e} for e in env]
+        # the working copy follows the patch, so a second webhook's mutation appends to it
+        container["env"] = [*(container.get("env") or []), *env]
     mounts = container.get("volumeMounts") or []
     if mutation.mount and not any(m.get("name") == mutation.mount["name"] for m in mounts):
         if not mounts:
@@ -114,7 +137,36 @@ def _container_patches(kind: str, index: int, container: dict[str, Any], mutatio
         else:
             patches.append({"op": "add", "path": f"{base}/volumeMounts/-",
                             "value": mutation.mount})
+        container["volumeMounts"] = [*mounts, mutation.mount]
     return patches
+
+
+def _inject_proxy(pod: dict[str, Any], settings: MutatorSettings,
+                  ) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+    """azure-workload-identity's inject-proxy-sidecar (by presence, any value): the patches
+    and the container lists as they are after them (the injected ones are mutated too)."""
+    spec = pod.get("spec", {})
+    inits, containers = list(spec.get("initContainers") or []), list(spec.get("containers") or [])
+    if spec.get("hostNetwork"):  # v1.2+
+        raise Denied("hostNetwork is set to true, cannot inject proxy sidecar")
+    annotations = pod.get("metadata", {}).get("annotations") or {}
+    try:
+        port = azwi.proxy_port(annotations.get(f"{AZWI_PREFIX}/proxy-sidecar-port"))
+    except ValueError as exc:
+        raise Denied(str(exc)) from exc
+    patches: list[dict[str, Any]] = []
+    new_inits = list(inits)
+    if not any(c.get("name") == azwi.PROXY_INIT_NAME for c in inits):
+        new_inits.append(azwi.proxy_init_container(settings.azure, port))
+    native = settings.azure_native_sidecar
+    target = new_inits if native else containers
+    if not any(c.get("name") == azwi.PROXY_SIDECAR_NAME for c in target):
+        target.insert(0, azwi.proxy_sidecar_container(settings.azure, port, native))
+    if new_inits != inits:
+        patches.append({"op": "add", "path": "/spec/initContainers", "value": new_inits})
+    if containers != list(spec.get("containers") or []):
+        patches.append({"op": "add", "path": "/spec/containers/0", "value": containers[0]})
+    return patches, new_inits, containers
 
 
 def pod_patch(pod: dict[str, Any], namespace: str, lookup: AnnotationLookup,
@@ -128,13 +180,23 @@ def pod_patch(pod: dict[str, Any], namespace: str, lookup: AnnotationLookup,
         if wants_azure == "true":  # azure-workload-identity denies pods of a missing SA
             return [], f"service account {namespace}/{sa_name} not found"
         return [], None
-    mutations = [(m, skip) for m, skip in (
-        (eks_mutation(pod, sa, settings.eks), ("AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")),
-        (azure_mutation(pod, sa, settings), ()),
-    ) if m is not None]
     patches: list[dict[str, Any]] = []
+    # working copies: _container_patches keeps them in step with the patches emitted
+    lists = {"initContainers": copy.deepcopy(spec.get("initContainers") or []),
+             "containers": copy.deepcopy(spec.get("containers") or [])}
+    try:
+        azure = azure_mutation(pod, sa, settings)
+        annotations = pod.get("metadata", {}).get("annotations") or {}
+        if azure is not None and f"{AZWI_PREFIX}/inject-proxy-sidecar" in annotations:
+            patches, inits, containers = _inject_proxy(pod, settings)
+            lists = {"initContainers": copy.deepcopy(inits),
+                     "containers": copy.deepcopy(containers)}
+    except Denied as exc:
+        return [], str(exc)
+    mutations = [m for m in (eks_mutation(pod, sa, settings.eks, settings.skip_label), azure)
+                 if m is not None]
     volumes = spec.get("volumes") or []
-    new_volumes = [m.volume for m, _ in mutations
+    new_volumes = [m.volume for m in mutations
                    if m.volume and not any(v.get("name") == m.volume["name"] for v in volumes)]
     if new_volumes:
         if not volumes:
@@ -142,15 +204,12 @@ def pod_patch(pod: dict[str, Any], namespace: str, lookup: AnnotationLookup,
         else:
             patches += [{"op": "add", "path": "/spec/volumes/-", "value": v}
                         for v in new_volumes]
-    skipped = set(filter(None, ((pod.get("metadata", {}).get("annotations") or {}).get(
-        f"{EKS_PREFIX}/skip-containers", "")).split(",")))
-    for kind in ("initContainers", "containers"):
-        for index, container in enumerate(spec.get(kind) or []):
-            for mutation, skip_if_any in mutations:
-                if container.get("name") in skipped and mutation.mount and (
-                        mutation.mount["name"] == eks.VOLUME_NAME):
-                    continue
-                patches += _container_patches(kind, index, container, mutation, skip_if_any)
+    for kind, containers in lists.items():
+        for index, container in enumerate(containers):
+            for mutation in mutations:
+                # both webhooks: skip-containers covers initContainers and containers alike
+                if container.get("name") not in mutation.skip:
+                    patches += _container_patches(kind, index, container, mutation)
     return patches, None
 
 
