@@ -38,6 +38,7 @@ from crossfed.environments.kind import (
     KindEnvironment,
     KindSettings,
     XdistKindRun,
+    provider_problem,
 )
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.keys import SigningKey
@@ -142,7 +143,8 @@ def kind_status(config: pytest.Config) -> str | None:
         if "crossfed_kind_status" in worker:
             config.stash[KIND_STATUS] = worker["crossfed_kind_status"] or None
         else:
-            reason = docker_available() or tool_problem("kind", config.getoption("--kind-bin"))
+            reason = (provider_problem() or docker_available()
+                      or tool_problem("kind", config.getoption("--kind-bin")))
             config.stash[KIND_STATUS] = reason and (
                 f"kind environment skipped: {reason} (it needs Docker running and kind on "
                 "PATH or --kind-bin; --kubeconfig runs the scenarios on any other cluster)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,10 @@ NODE_IMAGES = {
     "v0.32.0": "kindest/node:v1.36.1@sha256:"
                "3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5",
 }
+KIND_NODE_REPOSITORIES = ("kindest/node", "docker.io/kindest/node")
+# The docker network kind puts its nodes on; KIND_EXPERIMENTAL_DOCKER_NETWORK replaces it.
+DEFAULT_NETWORK = "kind"
+NETWORK_VARIABLE = "KIND_EXPERIMENTAL_DOCKER_NETWORK"
 
 
 class KindError(RuntimeError):
@@ -93,6 +98,19 @@ def _mount(spec: Mapping[str, Any]) -> dict[str, Any]:
     return mount
 
 
+def _check_node_image(image: str) -> None:
+    """A published kindest/node image must name its digest: its tags are rebuilt per kind
+    release (v1.33.1 differs between v0.28 and v0.29), so a bare tag is not the image the
+    kind release was tested with. Local images under another name are left alone."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    repository = f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+    if repository in KIND_NODE_REPOSITORIES and "@sha256:" not in image:
+        known = ", ".join(f"{release}: {ref}" for release, ref in NODE_IMAGES.items())
+        raise ValueError(f"node image {image!r} must be pinned by digest "
+                         f"(kindest/node:vX.Y.Z@sha256:...), e.g. {known}")
+
+
 def kind_config(name: str, signing_key_path: Path | str, signing_public_key_path: Path | str,
                 issuer_url: str, jwks_uri: str, api_audiences: Sequence[str],
                 extra_mounts: Sequence[Mapping[str, Any]] = (), *,
@@ -114,6 +132,8 @@ def kind_config(name: str, signing_key_path: Path | str, signing_public_key_path
         raise ValueError(f"api_audiences must be non-empty values without commas: {audiences}")
     if not PurePosixPath(key_dir).is_absolute():
         raise ValueError(f"key_dir must be an absolute path in the node, got {key_dir!r}")
+    if node_image:
+        _check_node_image(node_image)
 
     private = Path(signing_key_path).expanduser().resolve()
     public = Path(signing_public_key_path).expanduser().resolve()
@@ -289,9 +309,19 @@ def bridge_gateway(ipam_config: Sequence[Mapping[str, Any]] | None) -> str:
     raise ValueError(f"no IPv4 subnet in the network's IPAM config: {ipam_config}")
 
 
-def network_gateway(docker_bin: Path | str, network: str = "kind",
+def kind_network(environ: Mapping[str, str] | None = None) -> str:
+    """The docker network kind puts its nodes on: `kind`, or KIND_EXPERIMENTAL_DOCKER_NETWORK
+    (kind, run with this environment, uses or creates that network instead)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(NETWORK_VARIABLE, "").strip() or DEFAULT_NETWORK
+
+
+def network_gateway(docker_bin: Path | str, network: str | None = None,
                     runner: Runner = run_command) -> str:
-    """`docker network inspect` the network kind puts its nodes on; its IPv4 gateway."""
+    """`docker network inspect` the network kind puts its nodes on; its IPv4 gateway.
+
+    `network` None: the one kind uses (see `kind_network`)."""
+    network = network or kind_network()
     argv = [str(docker_bin), "network", "inspect", network, "--format", "{{json .IPAM.Config}}"]
     result = runner(argv, timeout=60)
     if result.returncode != 0:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -72,6 +73,23 @@ EXPECTED_WEBHOOKS: tuple[tuple[str, dict[str, Any]], ...] = (
 
 class KindSetupError(RuntimeError):
     """A step of the kind environment failed; the message says which and what to do."""
+
+
+# kind's node providers other than docker (KIND_EXPERIMENTAL_PROVIDER; an unknown value is
+# ignored by kind with a warning). The environment inspects nodes, the node network and the
+# probe image with docker, so it only works with kind's docker provider.
+OTHER_PROVIDERS = frozenset({"podman", "nerdctl", "finch", "nerdctl.lima"})
+
+
+def provider_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """None when kind will use its docker provider; else why this environment cannot run."""
+    environ = os.environ if environ is None else environ
+    provider = environ.get("KIND_EXPERIMENTAL_PROVIDER", "").strip()
+    if provider in OTHER_PROVIDERS:
+        return (f"KIND_EXPERIMENTAL_PROVIDER={provider} makes kind put its nodes in "
+                f"{provider} containers, but the kind environment inspects them and loads the "
+                "probe image with docker: unset it (or set it to docker)")
+    return None
 
 
 def default_state_dir(name: str) -> Path:
@@ -180,6 +198,9 @@ class KindEnvironment:
     def start(self, pki_dir: Path,
               shared_issuer: tuple[str, Path] | None = None) -> KindEnvironment:
         """State, issuer (unless `shared_issuer` serves it), cluster, kubeconfig, bridge, image."""
+        problem = provider_problem()
+        if problem:  # before anything is created
+            raise KindSetupError(f"crossfed kind: {problem}")
         with self._undo_on_failure():
             self.state = KindState.load_or_create(self.directory)
             self.issuer = self._issuer(pki_dir, shared_issuer)
