@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -32,11 +28,10 @@ from botocore.exceptions import ClientError
 
 from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, service_account_claims, sign
+from fixtures.serve import start_serve
 
 pytestmark = [pytest.mark.local, pytest.mark.aws]
 
-_SCRIPT = shutil.which("crossfed")
-CLI: list[str] = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "crossfed.cli"]
 AUDIENCE = "sts.amazonaws.com"
 ACCOUNT = ServiceAccountRef("facts", "app")
 NS = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
@@ -84,14 +79,9 @@ def _trust(provider_arn: str, key: str, *extra_actions: str) -> str:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    state_dir = tmp_path_factory.mktemp("facts-serve")
-    process = subprocess.Popen([*CLI, "serve", "--state-dir", str(state_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    running = start_serve(tmp_path_factory.mktemp("facts-serve"))
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.strip(), f"crossfed serve printed no JSON line (exit {process.poll()})"
-        info = json.loads(line)
+        info = running.info
         aws = info["aws"]
         kwargs = {"endpoint_url": aws["endpoint_url"], "verify": info["ca_bundle"],
                   "region_name": aws["region"]}
@@ -114,12 +104,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 MaxSessionDuration=max_session)["Role"]["Arn"]
         yield Served(info, SigningKey.load(Path(info["signing_key"])), iam, sts, key, roles)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        running.stop()
 
 
 def _error(call: Callable[[], Any]) -> tuple[int, dict[str, str]]:

@@ -7,11 +7,7 @@ requests, `crossfed token` for assertions. No token or secret value is ever prin
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -24,9 +20,10 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 
 from crossfed.jwt_view import parse
+from fixtures.serve import CLI, start_serve
+from fixtures.serve import ServeInfo as Served
 
 pytestmark = [pytest.mark.local]
-CLI = [sys.executable, "-m", "crossfed.cli"]
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 VAULT_SCOPE = "https://vault.azure.net/.default"
@@ -34,28 +31,11 @@ MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 MSI = "providers/Microsoft.ManagedIdentity/userAssignedIdentities"
 
 
-class Served(dict):
-    """The serve JSON; its repr hides the administrator secrets from pytest's reports."""
-
-    def __repr__(self) -> str:
-        return f"<crossfed serve {self.get('issuer')}>"
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    state = tmp_path_factory.mktemp("facts-review")
-    process = subprocess.Popen([*CLI, "serve", "--state-dir", str(state)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()))
-    reader.start()
-    reader.join(timeout=60)
-    if not lines or not lines[0].strip():
-        process.kill()
-        pytest.fail(f"crossfed serve printed nothing: {process.stderr.read()[-2000:]}")
-    yield Served(json.loads(lines[0]))
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=15) == 0
+    running = start_serve(tmp_path_factory.mktemp("facts-review"))
+    yield running.info
+    assert running.stop() == 0
 
 
 @pytest.fixture(scope="module")

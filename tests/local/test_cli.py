@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
-import shutil
 import signal
 import stat
 import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,78 +34,14 @@ from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, service_account_claims, sign
 from crossfed.oidc.fetch import top_thumbprint
 from crossfed.redact import fingerprint
+from fixtures.serve import CLI, Serve, start_serve
 
 pytestmark = [pytest.mark.local, pytest.mark.aws]
 
-_SCRIPT = shutil.which("crossfed")
-CLI: list[str] = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "crossfed.cli"]
-START_TIMEOUT, STOP_TIMEOUT = 60.0, 15.0
 AUDIENCE = "sts.amazonaws.com"
 ACCOUNT = ServiceAccountRef("demo", "app")
 SUBJECT = "system:serviceaccount:demo:app"
 LOOPBACK_URL = re.compile(r"https://127\.0\.0\.1:\d{1,5}")
-
-
-@dataclass(repr=False)
-class Serve:
-    """A running `crossfed serve`; stderr is drained in the background so it never blocks."""
-
-    process: subprocess.Popen[str]
-    state_dir: Path
-    info: dict[str, Any] = field(default_factory=dict)
-    minted: list[str] = field(default_factory=list)  # every token handed out, for leak checks
-    _stderr: list[str] = field(default_factory=list)
-    _drain: threading.Thread | None = None
-
-    def __repr__(self) -> str:  # keeps the administrator secrets out of pytest's reports
-        return f"<crossfed serve {self.info.get('issuer')} pid {self.process.pid}>"
-
-    def stderr(self) -> str:
-        return "".join(self._stderr)
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Signal the process and wait for it; returns its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            code = self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"crossfed serve did not stop within {STOP_TIMEOUT:.0f} s of signal "
-                        f"{signum}; stderr:\n{self.stderr()[-3000:]}")
-        if self._drain is not None:
-            self._drain.join(timeout=5)
-        return code
-
-
-def start_serve(state_dir: Path, *extra: str) -> Serve:
-    """Start `crossfed serve` and wait (at most START_TIMEOUT) for its JSON line."""
-    process = subprocess.Popen([*CLI, "serve", "--state-dir", str(state_dir), *extra],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    served = Serve(process, state_dir)
-    assert process.stderr is not None and process.stdout is not None
-    served._drain = threading.Thread(target=lambda: served._stderr.extend(process.stderr),
-                                     daemon=True)
-    served._drain.start()
-    first: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: first.put(process.stdout.readline()), daemon=True).start()
-    try:
-        line = first.get(timeout=START_TIMEOUT)
-    except queue.Empty:
-        line = ""
-    if not line.strip():
-        process.kill()
-        served.stop()
-        pytest.fail(f"crossfed serve printed no JSON line within {START_TIMEOUT:.0f} s "
-                    f"(exit {process.returncode}); stderr:\n{served.stderr()[-3000:]}")
-    try:
-        served.info = json.loads(line)
-    except ValueError:
-        served.stop(signal.SIGKILL)
-        pytest.fail(f"crossfed serve's first line is not JSON: {line[:200]!r}; "
-                    f"stderr:\n{served.stderr()[-3000:]}")
-    return served
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""Facts-file review: the reference mutator and the issuer against the documented contracts
-(aws-federation-facts.md §5, azure-federation-facts.md §6, kind-and-charts-facts.md §1.2)."""
+"""Facts-file review: the reference mutator against the documented webhook contracts
+(aws-federation-facts.md §5, azure-federation-facts.md §6). The issuer's findings
+(kind-and-charts-facts.md §1.2) are tested in test_issuer.py."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ import io
 import json
 from typing import Any
 
-import jwt
 import pytest
-import requests
 
-from crossfed.issuer.server import IssuerServer
-from crossfed.issuer.tokens import ServiceAccountRef
-from crossfed.pki import RunCA
 from crossfed.webhooks import azure_workload_identity as azwi
 from crossfed.webhooks import eks_pod_identity as eks
 from crossfed.webhooks.reference_mutator import MutatorApp, MutatorSettings, review_response
@@ -235,35 +231,3 @@ def test_both_webhooks_on_one_pod_review_response() -> None:
     assert got["AWS_ROLE_ARN"] == ROLE and got["AZURE_CLIENT_ID"] == "client"
     assert {v["name"] for v in pod["spec"]["volumes"]} == {"aws-iam-token",
                                                            "azure-identity-token"}
-
-
-# --- the issuer, as kube-apiserver publishes and signs (kind-and-charts-facts.md §1.2) ---
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory):
-    ca = RunCA(tmp_path_factory.mktemp("pki"))
-    server = IssuerServer(ca).start()
-    yield ca, server
-    server.stop()
-
-
-def test_jwks_keys_carry_kube_apiservers_fields_only(served) -> None:
-    ca, server = served
-    [key] = requests.get(server.issuer.jwks_uri, verify=str(ca.bundle_path),
-                         timeout=5).json()["keys"]
-    assert set(key) == {"use", "kty", "kid", "alg", "n", "e"}  # no key_ops next to use
-    assert (key["use"], key["kty"], key["alg"]) == ("sig", "RSA", "RS256")
-    assert key["kid"] == server.issuer.kid
-
-
-def test_token_header_is_alg_and_kid_like_kube_apiserver(served) -> None:
-    _, server = served
-    token = server.issuer.mint(ServiceAccountRef("team-a", "reader"), ["sts.amazonaws.com"])
-    assert jwt.get_unverified_header(token) == {"alg": "RS256", "kid": server.issuer.kid}
-
-
-def test_issuer_documents_answer_head(served) -> None:
-    ca, server = served
-    for path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
-        response = requests.head(server.url + path, verify=str(ca.bundle_path), timeout=5)
-        assert response.status_code == 200 and response.content == b""

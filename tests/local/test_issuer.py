@@ -76,3 +76,27 @@ def test_kid_is_derived_from_the_public_key_like_kube_apiserver() -> None:
 def test_service_account_reference_rejects_malformed_names(text: str) -> None:
     with pytest.raises(ValueError, match="NAMESPACE/NAME"):
         ServiceAccountRef.parse(text)
+
+
+# --- the issuer, as kube-apiserver publishes and signs (kind-and-charts-facts.md §1.2) ---
+
+def test_jwks_keys_carry_kube_apiservers_fields_only(served) -> None:
+    ca, server = served
+    [key] = requests.get(server.issuer.jwks_uri, verify=str(ca.bundle_path),
+                         timeout=5).json()["keys"]
+    assert set(key) == {"use", "kty", "kid", "alg", "n", "e"}  # no key_ops next to use
+    assert (key["use"], key["kty"], key["alg"]) == ("sig", "RSA", "RS256")
+    assert key["kid"] == server.issuer.kid
+
+
+def test_token_header_is_alg_and_kid_like_kube_apiserver(served) -> None:
+    _, server = served
+    token = server.issuer.mint(ServiceAccountRef("team-a", "reader"), ["sts.amazonaws.com"])
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "kid": server.issuer.kid}
+
+
+def test_issuer_documents_answer_head(served) -> None:
+    ca, server = served
+    for path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
+        response = requests.head(server.url + path, verify=str(ca.bundle_path), timeout=5)
+        assert response.status_code == 200 and response.content == b""

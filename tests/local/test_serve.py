@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,34 +30,17 @@ from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, service_account_claims, sign
 from crossfed.jwt_view import parse
 from crossfed.oidc.fetch import top_thumbprint
+from fixtures.serve import CLI, ServeInfo, start_serve
 
 pytestmark = [pytest.mark.local]
-CLI = [sys.executable, "-m", "crossfed.cli"]
-
-
-class Served(dict):
-    """The serve JSON; its repr hides the administrator secrets from pytest's reports."""
-
-    def __repr__(self) -> str:
-        return f"<crossfed serve {self.get('issuer')}>"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeInfo]:
     state = tmp_path_factory.mktemp("serve")
-    process = subprocess.Popen([*CLI, "serve", "--state-dir", str(state)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()))
-    reader.start()
-    reader.join(timeout=60)
-    if not lines or not lines[0].strip():
-        process.kill()
-        pytest.fail(f"crossfed serve printed nothing: {process.stderr.read()[-2000:]}")
-    info = json.loads(lines[0])
-    yield Served(info)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=15) == 0
+    running = start_serve(state)
+    yield running.info
+    assert running.stop() == 0
     assert not (state / "state.json").exists()
 
 
