@@ -87,6 +87,8 @@ def serve(args: argparse.Namespace) -> int:
     from crossfed.environments.standins import LocalStandIns
     from crossfed.issuer.keys import SigningKey
 
+    # One stderr line per request (method, path, status: see crossfed.https_server).
+    logging.getLogger("crossfed.http.access").setLevel(logging.INFO)
     state_dir = _state_dir(args.state_dir)
     try:
         state_dir.mkdir(parents=True, exist_ok=True)

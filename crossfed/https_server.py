@@ -21,6 +21,11 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 LOOPBACK = "127.0.0.1"
 log = logging.getLogger("crossfed.http")
+# One line per request: method, path and status, never the query string, headers or body (an
+# STS GET carries the WebIdentityToken in its query, a Key Vault call its bearer token in a
+# header). Off unless an application turns it on, as `crossfed serve` does.
+access_log = logging.getLogger("crossfed.http.access")
+access_log.setLevel(logging.WARNING)
 
 
 class _Server(wsgi.Server):
@@ -54,7 +59,15 @@ class HTTPSServer:
         if self.app is None:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"not started"]
-        return self.app(environ, start_response)
+        if not access_log.isEnabledFor(logging.INFO):
+            return self.app(environ, start_response)
+
+        def logged_start_response(status: str, *args: Any) -> Any:
+            access_log.info("%s %s %s -> %s", self.url, environ.get("REQUEST_METHOD"),
+                            environ.get("PATH_INFO"), status.split(" ", 1)[0])
+            return start_response(status, *args)
+
+        return self.app(environ, logged_start_response)
 
     def start(self, app: WSGIApp | None = None) -> HTTPSServer:
         if app is not None:

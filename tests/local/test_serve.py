@@ -30,18 +30,23 @@ from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, service_account_claims, sign
 from crossfed.jwt_view import parse
 from crossfed.oidc.fetch import top_thumbprint
-from fixtures.serve import CLI, ServeInfo, start_serve
+from fixtures.serve import CLI, Serve, ServeInfo, start_serve
 
 pytestmark = [pytest.mark.local]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeInfo]:
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     state = tmp_path_factory.mktemp("serve")
     running = start_serve(state)
-    yield running.info
+    yield running
     assert running.stop() == 0
     assert not (state / "state.json").exists()
+
+
+@pytest.fixture(scope="module")
+def served(serving: Serve) -> ServeInfo:
+    return serving.info
 
 
 def token(info: dict[str, Any], account: str, audience: str) -> str:
@@ -178,8 +183,39 @@ def test_token_command_reports_bad_input(tmp_path: Path, served: dict[str, Any])
     assert missing.returncode == 2 and "--state-dir" in missing.stderr
 
 
-def test_serve_logs_carry_no_token(served: dict[str, Any]) -> None:
-    minted = token(served, "demo/app", "sts.amazonaws.com")
-    time.sleep(0.2)
-    assert minted not in json.dumps(requests.get(served["aws"]["decisions_url"],
-                                                 verify=served["ca_bundle"], timeout=10).json())
+def _logged(serving: Serve, *lines: str, timeout: float = 5.0) -> str:
+    """serve's logs once they hold every line (the drain thread runs behind)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = serving.logs()
+        if all(line in logs for line in lines) or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.05)
+
+
+def test_serve_logs_carry_no_token(serving: Serve) -> None:
+    """serve logs each request it answers (stderr), never the token the request carried: not
+    from an STS POST body, an STS GET query string or an Entra client assertion."""
+    info, ca = serving.info, serving.info["ca_bundle"]
+    aws, az = info["aws"], info["azure"]
+    minted = token(info, "demo/app", "sts.amazonaws.com")
+    sts = {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+           "RoleArn": f"arn:aws:iam::{aws['account_id']}:role/no-such-role",
+           "RoleSessionName": "logs", "WebIdentityToken": minted}
+    posted = requests.post(aws["endpoint_url"] + "/", data=sts, verify=ca, timeout=10)
+    queried = requests.get(aws["endpoint_url"] + "/", params=sts, verify=ca, timeout=10)
+    token_path = f"/{az['tenant_id']}/oauth2/v2.0/token"
+    exchanged = requests.post(az["authority_host"] + token_path, verify=ca, timeout=10, data={
+        "grant_type": "client_credentials", "client_id": "00000000-0000-0000-0000-000000000000",
+        "scope": "https://vault.azure.net/.default", "client_assertion": minted,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+    expected = [f"{aws['endpoint_url']} POST / -> {posted.status_code}",
+                f"{aws['endpoint_url']} GET / -> {queried.status_code}",
+                f"{az['authority_host']} POST {token_path} -> {exchanged.status_code}"]
+    logs = _logged(serving, *expected)
+    for line in expected:  # the logs saw these requests, so the absence below means something
+        assert line in logs, f"serve's logs lack {line!r}; they end:\n{logs[-2000:]}"
+    # booleans, so a failure does not make pytest print the token
+    leaked, signature_leaked = minted in logs, minted.split(".")[2] in logs
+    assert not leaked, "serve's logs carry the token"
+    assert not signature_leaked, "serve's logs carry the token's signature"
