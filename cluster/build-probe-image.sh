@@ -45,7 +45,7 @@ mkdir -p "$ROOT/opt/probe/app/crossfed/probe"
 touch "$ROOT/opt/probe/app/crossfed/__init__.py"
 cp "$REPO"/crossfed/probe/*.py "$ROOT/opt/probe/app/crossfed/probe/"
 mkdir -p "$(dirname "$OUT")"
-python3 "$HERE/pack_image.py" "$ROOT" "$REF" "$OUT.tmp" --workdir /opt/probe/app \
+python3 "$REPO/crossfed/cluster/pack_image.py" "$ROOT" "$REF" "$OUT.tmp" --workdir /opt/probe/app \
   --entrypoint '["/opt/probe/bin/python", "-m", "crossfed.probe"]' >/dev/null
 mv "$OUT.tmp" "$OUT"
 log "image $REF: $OUT ($(du -h "$OUT" | cut -f1))"

@@ -1,5 +1,11 @@
 """crossfed's pytest plugin: options, markers and the fixtures that stand up a run's environment.
 
+Installed, this plugin is loaded by every pytest run in the environment, also in projects that
+never use crossfed. So it stays out of the way: importing it imports nothing but pytest, and it
+runs nothing (no `docker info`, no header line, no summary) until crossfed is engaged, that is
+until a test uses a crossfed fixture, a crossfed option or CROSSFED_* variable is given, or the
+`-m` expression names a crossfed marker. Everything heavy is imported inside the fixtures.
+
 Expensive things (stand-ins, issuers, the cluster attachment) are session scoped; each
 scenario's cloud objects and namespace are function scoped and torn down in reverse order, also
 when the test fails. The environment is a parameter of the `federation` fixture, so one scenario
@@ -14,48 +20,48 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import uuid
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crossfed.cleanup import Teardown
-from crossfed.cluster.kind import NAME_PATTERN
-from crossfed.cluster.tools import (
-    ToolMissing,
-    docker_available,
-    find_tool,
-    find_tools,
-    tool_problem,
-)
-from crossfed.cluster.tools import add_options as add_tool_options
-from crossfed.environments.kind import (
-    DEFAULT_DOCKERFILE,
-    KindEnvironment,
-    KindSettings,
-    XdistKindRun,
-    provider_problem,
-)
-from crossfed.environments.standins import LocalStandIns
-from crossfed.issuer.keys import SigningKey
-from crossfed.issuer.learned import SigningKeyUnavailable
-from crossfed.plan import FederationPlan
-from crossfed.scenario import ScenarioRun, Scenarios
+if TYPE_CHECKING:
+    from crossfed.environments.kind import KindEnvironment, KindSettings
+    from crossfed.environments.standins import LocalStandIns
+    from crossfed.federation import Federation
+    from crossfed.scenario import Scenarios
 
 KIND_STATUS = pytest.StashKey["str | None"]()
-KIND_XDIST = pytest.StashKey["XdistKindRun | str"]()  # the controller's run, or why it failed
+KIND_XDIST = pytest.StashKey[Any]()  # the controller's XdistKindRun, or why it failed (str)
+USED = pytest.StashKey[bool]()  # a collected test uses the federation fixture
 SCENARIO_OUTCOMES: dict[str, list[tuple[str, str]]] = {}  # environment -> (test id, outcome)
 MARKERS = {
     "local": "runs on this machine with the stand-ins (no cloud account needed)",
     "cloud": "needs real cloud accounts (enable with the cloud flags)",
     "aws": "exercises the AWS direction (IRSA-style web identity)",
     "azure": "exercises the Azure direction (workload identity federation)",
-    "cluster": "needs a Kubernetes cluster (kind or --kubeconfig)",
+    "cluster": "needs a Kubernetes cluster (kind or --crossfed-kubeconfig)",
 }
+KIND_NAME = re.compile(r"^[a-z0-9.-]+$")  # kind's rule (crossfed.cluster.kind.NAME_PATTERN)
+TOOL_HELP = "path of the {tool} binary (default: PATH, else the pinned release in the cache)"
+# Old spellings that clashed with pytest-kind / pytest-kind-ng (--keep-cluster, --kubeconfig,
+# --kind-bin), renamed with their siblings. Each still works for one release, with a
+# deprecation warning, when no other installed plugin defines it.
+RENAMED = {
+    "--keep-cluster": "--crossfed-keep-cluster",
+    "--kind-bin": "--crossfed-kind-bin",
+    "--kubectl-bin": "--crossfed-kubectl-bin",
+    "--helm-bin": "--crossfed-helm-bin",
+}
+# Accepted with no warning where no other plugin defines it: the cloud tier's documented flag.
+ALIASES = {"--kubeconfig": "--crossfed-kubeconfig"}
+ENV_VARS = ("CROSSFED_KUBECONFIG", "CROSSFED_ISSUER_KEY", "CROSSFED_ISSUER_PORT",
+            "CROSSFED_ISSUER_URL", "CROSSFED_ISSUER_CA", "CROSSFED_STANDIN_HOST",
+            "CROSSFED_NODE", "CROSSFED_PROBE_IMAGE")
+DEPRECATIONS = pytest.StashKey["list[str]"]()
+_OPTION_DESTS: list[tuple[str, Any]] = []  # (dest, default) of every crossfed option
 log = logging.getLogger("crossfed")
 
 
@@ -65,63 +71,121 @@ def _env(name: str) -> str | None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("crossfed", "crossfed: cross-cloud workload identity federation")
-    group.addoption("--crossfed-env", action="append",
-                    choices=("process", "kind", "kubeconfig"),
-                    help="environments to run scenarios in (repeatable; default: process, plus "
-                         "kind when Docker and kind are usable and no --crossfed-issuer-* is "
-                         "given, plus kubeconfig when --kubeconfig is given)")
-    group.addoption("--crossfed-run-id", default=None,
-                    help="run id carried by every created name/tag (default: random)")
-    group.addoption("--crossfed-state-dir", default=None,
-                    help="where keys, CA and certificates of the run are written "
-                         "(default: a pytest temporary directory)")
-    group.addoption("--kubeconfig", default=_env("CROSSFED_KUBECONFIG"),
-                    help="run the scenarios in pods of this cluster too; its API server must "
-                         "sign with --crossfed-issuer-key for --crossfed-issuer-port "
-                         "[env CROSSFED_KUBECONFIG]")
-    group.addoption("--crossfed-issuer-key", default=_env("CROSSFED_ISSUER_KEY"),
-                    help="RSA private key (PEM) the issuer signs with [env CROSSFED_ISSUER_KEY]")
-    group.addoption("--crossfed-issuer-port", type=int,
-                    default=int(_env("CROSSFED_ISSUER_PORT") or 0),
-                    help="issuer port on 127.0.0.1 (0: free) [env CROSSFED_ISSUER_PORT]")
-    group.addoption("--crossfed-issuer-url", default=_env("CROSSFED_ISSUER_URL"),
-                    help="use an issuer another process serves with --crossfed-issuer-key "
-                         "(shared by xdist workers) [env CROSSFED_ISSUER_URL]")
-    group.addoption("--crossfed-issuer-ca", default=_env("CROSSFED_ISSUER_CA"),
-                    help="CA bundle of --crossfed-issuer-url [env CROSSFED_ISSUER_CA]")
-    group.addoption("--crossfed-standin-host", default=_env("CROSSFED_STANDIN_HOST"),
-                    help="address the cloud stand-ins listen on: the cluster bridge's address "
-                         "for pods (default 127.0.0.1) [env CROSSFED_STANDIN_HOST]")
-    group.addoption("--crossfed-node", default=_env("CROSSFED_NODE"),
-                    help="node to place pods on when the cluster has no scheduler "
-                         "[env CROSSFED_NODE]")
-    group.addoption("--crossfed-probe-image", default=_env("CROSSFED_PROBE_IMAGE")
-                    or "crossfed/probe:local", help="probe image present on the node")
-    group.addoption("--crossfed-webhooks", choices=("real", "reference"), default=None,
-                    help="what mutates the pods: the real webhook charts (kind: installed with "
-                         "helm; kubeconfig: the cluster's own) or crossfed's reference mutator "
-                         "(default: real on kind, reference on kubeconfig)")
-    group.addoption("--kind-cluster-name", default="crossfed",
-                    help="kind cluster to create or reuse (default: crossfed); its key and "
-                         "issuer port are kept in ~/.cache/crossfed/tools/kind/<name>")
-    group.addoption("--keep-cluster", action="store_true",
-                    help="do not delete the kind cluster at the end, even if this run created it")
-    group.addoption("--crossfed-probe-dockerfile", default=None,
-                    help="Dockerfile of the probe image the kind environment builds, with the "
-                         f"repository as context (default: {DEFAULT_DOCKERFILE})")
-    add_tool_options(group)
+
+    def add(name: str, **kwargs: Any) -> None:
+        group.addoption(name, **kwargs)
+        _OPTION_DESTS.append((name.lstrip("-").replace("-", "_"), kwargs.get("default")))
+
+    add("--crossfed-env", action="append", choices=("process", "kind", "kubeconfig"),
+        default=None,
+        help="environments to run scenarios in (repeatable; default: process, plus kind when "
+             "Docker and kind are usable and no --crossfed-issuer-* is given, plus kubeconfig "
+             "when --crossfed-kubeconfig is given)")
+    add("--crossfed-run-id", default=None,
+        help="run id carried by every created name/tag (default: random)")
+    add("--crossfed-state-dir", default=None,
+        help="where keys, CA and certificates of the run are written "
+             "(default: a pytest temporary directory)")
+    add("--crossfed-kubeconfig", default=_env("CROSSFED_KUBECONFIG"),
+        help="run the scenarios in pods of this cluster too (also spelt --kubeconfig where no "
+             "other plugin defines that) [env CROSSFED_KUBECONFIG]")
+    add("--crossfed-issuer-key", default=_env("CROSSFED_ISSUER_KEY"),
+        help="RSA private key (PEM) the issuer signs with [env CROSSFED_ISSUER_KEY]")
+    add("--crossfed-issuer-port", type=int, default=int(_env("CROSSFED_ISSUER_PORT") or 0),
+        help="issuer port on 127.0.0.1 (0: free) [env CROSSFED_ISSUER_PORT]")
+    add("--crossfed-issuer-url", default=_env("CROSSFED_ISSUER_URL"),
+        help="use an issuer another process serves with --crossfed-issuer-key "
+             "(shared by xdist workers) [env CROSSFED_ISSUER_URL]")
+    add("--crossfed-issuer-ca", default=_env("CROSSFED_ISSUER_CA"),
+        help="CA bundle of --crossfed-issuer-url [env CROSSFED_ISSUER_CA]")
+    add("--crossfed-standin-host", default=_env("CROSSFED_STANDIN_HOST"),
+        help="address the cloud stand-ins listen on: loopback, or the address of a bridge of "
+             "this host that pods reach it at (default 127.0.0.1) [env CROSSFED_STANDIN_HOST]")
+    add("--crossfed-node", default=_env("CROSSFED_NODE"),
+        help="node to place pods on when the cluster has no scheduler [env CROSSFED_NODE]")
+    add("--crossfed-probe-image", default=_env("CROSSFED_PROBE_IMAGE") or "crossfed/probe:local",
+        help="probe image present on the node [env CROSSFED_PROBE_IMAGE]")
+    add("--crossfed-webhooks", choices=("real", "reference"), default=None,
+        help="what mutates the pods: the real webhook charts (kind: installed with helm; "
+             "kubeconfig: the cluster's own) or crossfed's reference mutator "
+             "(default: real on kind, reference on kubeconfig)")
+    add("--kind-cluster-name", default="crossfed",
+        help="kind cluster to create or reuse (default: crossfed); its key and issuer port are "
+             "kept in ~/.cache/crossfed/tools/kind/<name>")
+    add("--crossfed-keep-cluster", action="store_true", default=False,
+        help="do not delete the kind cluster at the end, even if this run created it "
+             "(was --keep-cluster)")
+    add("--crossfed-probe-dockerfile", default=None,
+        help="Dockerfile of the probe image the kind environment builds (default: the one "
+             "shipped in the package; its build context is the probe's sources)")
+    for tool in ("kind", "kubectl", "helm"):
+        add(f"--crossfed-{tool}-bin", default=None,
+            help=TOOL_HELP.format(tool=tool) + f" (was --{tool}-bin)")
+
+
+def _registered_option_names(parser: pytest.Parser) -> set[str]:
+    """Every option string the loaded plugins registered (pytest has no public way to ask)."""
+    names: set[str] = set()
+    groups = [getattr(parser, "_anonymous", None), *getattr(parser, "_groups", [])]
+    for group in groups:
+        for option in getattr(group, "options", []):
+            names.update(option.names())
+    return names
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> None:
+    """Rewrite old spellings of crossfed's options to the new ones, unless another plugin
+    owns that spelling (pytest-kind's --keep-cluster means its own cluster, not crossfed's)."""
+    taken = _registered_option_names(parser)
+    warnings: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        name, equals, value = arg.partition("=")
+        new = RENAMED.get(name) or ALIASES.get(name)
+        if new is None or name in taken:
+            continue
+        args[index] = new + equals + value
+        if name in RENAMED:
+            warnings.append(f"{name} is deprecated, use {new} (the old spelling clashes with "
+                            "pytest-kind's and goes in the next release)")
+    early_config.stash[DEPRECATIONS] = warnings
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    for text in config.stash.get(DEPRECATIONS, []):
+        config.issue_config_time_warning(pytest.PytestDeprecationWarning(text), stacklevel=2)
     name = config.getoption("--kind-cluster-name")
-    if not NAME_PATTERN.match(name):
-        raise pytest.UsageError(f"--kind-cluster-name {name!r} must match {NAME_PATTERN.pattern}")
+    if not KIND_NAME.match(name):
+        raise pytest.UsageError(f"--kind-cluster-name {name!r} must match {KIND_NAME.pattern}")
     if "kind" in (config.getoption("--crossfed-env") or []) and _issuer_given(config):
         raise pytest.UsageError("the kind environment brings its own issuer (key and port kept "
                                 "with the cluster): drop --crossfed-issuer-key/-url/-port "
                                 "(or CROSSFED_ISSUER_*), or select other environments")
+    host = config.getoption("--crossfed-standin-host")
+    if host:
+        from crossfed.listen import check_listen_host
+
+        try:
+            check_listen_host(host)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--crossfed-standin-host: {exc}") from None
+
+
+def engaged(config: pytest.Config) -> bool:
+    """Did the user ask for crossfed before collection: an option or CROSSFED_* variable, or a
+    crossfed marker in `-m`? (A test using the `federation` fixture engages it too; see USED.)"""
+    if any(config.getoption(dest) not in (default, None, False) and
+           config.getoption(dest) != default for dest, default in _OPTION_DESTS):
+        return True
+    if any(os.environ.get(name) for name in ENV_VARS):
+        return True
+    markexpr = config.getoption("markexpr", "") or ""
+    return any(re.search(rf"\b{marker}\b", markexpr) for marker in MARKERS)
 
 
 def _issuer_given(config: pytest.Config) -> bool:
@@ -132,27 +196,42 @@ def _worker_input(config: pytest.Config) -> dict[str, Any]:
     return getattr(config, "workerinput", {})  # set on pytest-xdist workers only
 
 
+XDIST_KIND_NOT_ASKED = (
+    "kind environment skipped: under pytest-xdist its issuer is served by the controller, "
+    "which serves it only when crossfed is asked for on the command line (--crossfed-env kind, "
+    "or -m with a crossfed marker such as local)")
+
+
 def kind_status(config: pytest.Config) -> str | None:
     """None when the kind environment can run here; else one line: why not, what to install.
 
-    Asked once per run (it runs `docker info`); xdist workers take the controller's answer, so
-    that they all collect the same tests.
+    Asked once per run (it runs `docker info`), and only once crossfed is engaged; xdist
+    workers take the controller's answer, so that they all collect the same tests.
     """
     if KIND_STATUS not in config.stash:
         worker = _worker_input(config)
         if "crossfed_kind_status" in worker:
             config.stash[KIND_STATUS] = worker["crossfed_kind_status"] or None
+        elif worker:  # an xdist worker whose controller did not look
+            config.stash[KIND_STATUS] = XDIST_KIND_NOT_ASKED
         else:
+            from crossfed.cluster.tools import docker_available, tool_problem
+            from crossfed.environments.kind import provider_problem
+
             reason = (provider_problem() or docker_available()
-                      or tool_problem("kind", config.getoption("--kind-bin")))
+                      or tool_problem("kind", config.getoption("--crossfed-kind-bin")))
             config.stash[KIND_STATUS] = reason and (
-                f"kind environment skipped: {reason} (it needs Docker running and kind on "
-                "PATH or --kind-bin; --kubeconfig runs the scenarios on any other cluster)")
+                f"kind environment skipped: {reason} (it needs Docker Engine running on Linux "
+                "and kind on PATH or --crossfed-kind-bin; --crossfed-kubeconfig runs the "
+                "scenarios on any other cluster)")
     return config.stash[KIND_STATUS]
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> str | None:
+    # Only when asked for: a project that has crossfed installed but unused sees nothing.
     # Why kind is skipped is said once, in the closing summary (shown also with -q).
+    if not engaged(config):
+        return None
     return f"crossfed: environments {', '.join(selected_environments(config))}"
 
 
@@ -191,9 +270,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             f"crossfed: {environment}: {len(passed)} of {len(outcomes)} scenarios passed {where}"
             + (f"; not passed: {', '.join(others)}" if others else ""))
         terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
-    status = kind_status(config)
-    if status:
-        terminalreporter.write_line(f"crossfed: {status}")
+    if config.stash.get(USED, False) or SCENARIO_OUTCOMES or engaged(config):
+        status = kind_status(config)
+        if status:
+            terminalreporter.write_line(f"crossfed: {status}")
 
 
 def selected_environments(config: pytest.Config) -> list[str]:
@@ -203,13 +283,14 @@ def selected_environments(config: pytest.Config) -> list[str]:
     environments = ["process"]
     if not _issuer_given(config) and kind_status(config) is None:
         environments.append("kind")
-    if config.getoption("--kubeconfig"):
+    if config.getoption("--crossfed-kubeconfig"):
         environments.append("kubeconfig")
     return environments
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "federation" in metafunc.fixturenames:
+        metafunc.config.stash[USED] = True
         params = []
         for name in selected_environments(metafunc.config):
             marks: list[Any] = [] if name == "process" else [pytest.mark.cluster]
@@ -223,10 +304,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # --- the kind environment ---------------------------------------------------------------------
 
 def kind_settings(config: pytest.Config, run_token: str | None = None) -> KindSettings:
+    from crossfed.environments.kind import DEFAULT_DOCKERFILE, KindSettings
+
     dockerfile = config.getoption("--crossfed-probe-dockerfile")
     return KindSettings(name=config.getoption("--kind-cluster-name"),
                         webhooks=config.getoption("--crossfed-webhooks") or "real",
-                        keep=config.getoption("--keep-cluster"),
+                        keep=config.getoption("--crossfed-keep-cluster"),
                         probe_image=config.getoption("--crossfed-probe-image"),
                         dockerfile=Path(dockerfile).resolve() if dockerfile else DEFAULT_DOCKERFILE,
                         run_token=run_token)
@@ -240,8 +323,15 @@ def _kind_runs(config: pytest.Config) -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """xdist controller: serve the kind issuer for all workers, before they start."""
     config = session.config
-    if not config.pluginmanager.hasplugin("dsession") or not _kind_runs(config):
+    if (not config.pluginmanager.hasplugin("dsession") or not engaged(config)
+            or not _kind_runs(config)):
         return
+    import shutil
+    import tempfile
+    import uuid
+
+    from crossfed.environments.kind import XdistKindRun
+
     pki_dir = Path(tempfile.mkdtemp(prefix="crossfed-kind-issuer-"))
     config.add_cleanup(lambda: shutil.rmtree(pki_dir, ignore_errors=True))
     try:
@@ -255,8 +345,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _kind_bin(config: pytest.Config) -> Path | None:
+    from crossfed.cluster.tools import ToolMissing, find_tool
+
     try:
-        return find_tool("kind", config.getoption("--kind-bin"), download=False)
+        return find_tool("kind", config.getoption("--crossfed-kind-bin"), download=False)
     except ToolMissing:
         return None
 
@@ -264,9 +356,11 @@ def _kind_bin(config: pytest.Config) -> Path | None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist controller, for each worker: the kind status and the shared kind issuer."""
+    if not engaged(node.config):
+        return  # the workers then leave kind out (XDIST_KIND_NOT_ASKED)
     node.workerinput["crossfed_kind_status"] = kind_status(node.config) or ""
     run = node.config.stash.get(KIND_XDIST, None)
-    if isinstance(run, XdistKindRun):
+    if run is not None and not isinstance(run, str):
         node.workerinput["crossfed_kind"] = run.worker_input()
     elif run is not None:
         node.workerinput["crossfed_kind"] = {"error": run}
@@ -282,6 +376,9 @@ def _runs_kind_scenarios(session: pytest.Session) -> bool:
 def crossfed_kind(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindEnvironment]:
     """The kind cluster, created or reused, with its issuer, kubeconfig and probe image."""
+    from crossfed.cluster.tools import find_tools
+    from crossfed.environments.kind import KindEnvironment
+
     config = request.config
     status = kind_status(config)
     if status:
@@ -291,7 +388,7 @@ def crossfed_kind(request: pytest.FixtureRequest,
         raise RuntimeError(f"kind environment failed on the xdist controller: {shared['error']}")
     run_token = shared["run_token"] if shared else None  # xdist: the controller deletes
     settings = kind_settings(config, run_token)
-    tools = find_tools({tool: config.getoption(f"--{tool}-bin")
+    tools = find_tools({tool: config.getoption(f"--crossfed-{tool}-bin")
                         for tool in ("kind", "kubectl", "helm")},
                        helm=settings.webhooks == "real")  # the reference mutator needs no helm
     environment = KindEnvironment(settings, tools)
@@ -318,6 +415,9 @@ def _kind_for_clouds(request: pytest.FixtureRequest) -> KindEnvironment | None:
 def crossfed_clouds(request: pytest.FixtureRequest,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIns]:
     """Issuer, AWS and Azure stand-ins and the negative scenarios' issuers, for the session."""
+    from crossfed.environments.standins import LocalStandIns
+    from crossfed.issuer.keys import SigningKey
+
     options = request.config.getoption
     state = options("--crossfed-state-dir")
     state_dir = Path(state) if state else tmp_path_factory.mktemp("crossfed")
@@ -355,9 +455,10 @@ def crossfed_cluster(request: pytest.FixtureRequest, crossfed_clouds: LocalStand
     from crossfed.environments.kubeconfig import KubeconfigOptions
     from crossfed.workload.pod import PodSettings
 
-    kubeconfig = request.config.getoption("--kubeconfig")
+    kubeconfig = request.config.getoption("--crossfed-kubeconfig")
     if not kubeconfig:
-        pytest.skip("the kubeconfig environment needs --kubeconfig (or CROSSFED_KUBECONFIG)")
+        pytest.skip("the kubeconfig environment needs --crossfed-kubeconfig "
+                    "(or CROSSFED_KUBECONFIG)")
     pods = PodSettings(image=request.config.getoption("--crossfed-probe-image"),
                        node_name=request.config.getoption("--crossfed-node"))
     reference = request.config.getoption("--crossfed-webhooks") != "real"
@@ -383,6 +484,8 @@ def crossfed_kind_cluster(crossfed_kind: KindEnvironment, crossfed_clouds: Local
 @pytest.fixture(scope="session")
 def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str,
                          crossfed_clouds: LocalStandIns) -> Scenarios:
+    from crossfed.scenario import Scenarios
+
     if crossfed_env_name == "process":
         return Scenarios(crossfed_clouds)
     fixture = {"kubeconfig": "crossfed_cluster", "kind": "crossfed_kind_cluster"}
@@ -390,29 +493,24 @@ def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str,
                      name=crossfed_env_name)
 
 
-class Federation:
-    """What a scenario test holds: run a plan, judge it; cleanup is the fixture's job."""
-
-    def __init__(self, environment: Scenarios, teardown: Teardown) -> None:
-        self.environment, self.teardown = environment, teardown
-
-    def run(self, plan: FederationPlan) -> ScenarioRun:
-        try:
-            return self.environment.run(plan, self.teardown)
-        except SigningKeyUnavailable as exc:  # a cluster with its own key: the variant needs it
-            pytest.skip(str(exc))
-
-    def check(self, plan: FederationPlan) -> ScenarioRun:
-        run = self.run(plan)
-        self.environment.verdict(run)
-        return run
-
-
 @pytest.fixture
 def federation(crossfed_environment: Scenarios) -> Iterator[Federation]:
+    """Run federation plans in the selected environment (`crossfed.Federation`)."""
+    from crossfed.cleanup import Teardown
+    from crossfed.federation import Federation
+
     teardown = Teardown()
     try:
         yield Federation(crossfed_environment, teardown)
     finally:
         failures = teardown.run()
         assert not failures, f"teardown left objects behind: {failures}"
+
+
+def __getattr__(name: str) -> Any:
+    # `from crossfed.pytest_plugin import Federation` (the old home of the class) still works.
+    if name == "Federation":
+        from crossfed.federation import Federation
+
+        return Federation
+    raise AttributeError(name)

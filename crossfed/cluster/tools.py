@@ -1,7 +1,7 @@
 """Finding the command-line tools of the kind environment: kind, kubectl, helm and docker.
 
-Order: an explicit path (the --kind-bin / --kubectl-bin / --helm-bin flags) wins, else the tool
-on PATH, else a pinned release downloaded once into a cache directory
+Order: an explicit path (the --crossfed-kind-bin / -kubectl-bin / -helm-bin flags) wins, else
+the tool on PATH, else a pinned release downloaded once into a cache directory
 (default ~/.cache/crossfed/tools/<tool>-<version>/) whose SHA-256 must match the table below.
 A release whose checksum for this platform is not in the table is never downloaded. Docker is
 never downloaded: it is a daemon, not a binary.
@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TOOLS = ("kind", "kubectl", "helm", "docker")
-FLAGS = {"kind": "--kind-bin", "kubectl": "--kubectl-bin", "helm": "--helm-bin"}
-FLAG_HELP = {
-    "kind": "path of the kind binary (default: PATH, else the pinned release in the cache)",
-    "kubectl": "path of the kubectl binary (default: PATH, else the pinned release in the cache)",
-    "helm": "path of the helm binary (default: PATH, else the pinned release in the cache)",
-}
-DOCKER_INSTALL_HINT = "install Docker Engine (Linux) or Docker Desktop and start it"
+# The pytest options naming each tool (crossfed/pytest_plugin.py registers them).
+FLAGS = {"kind": "--crossfed-kind-bin", "kubectl": "--crossfed-kubectl-bin",
+         "helm": "--crossfed-helm-bin"}
+# Docker Desktop is not supported: its bridge gateway, where pods reach the stand-ins, is inside
+# its VM (README, "kind on a laptop").
+DOCKER_INSTALL_HINT = ("install Docker Engine on Linux and start it "
+                       "(Docker Desktop is not supported)")
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -118,12 +118,6 @@ def host_platform() -> Platform:
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
         machine, machine)
     return os_name, arch
-
-
-def add_options(group) -> None:
-    """Register --kind-bin/--kubectl-bin/--helm-bin on a pytest option group."""
-    for tool, flag in FLAGS.items():
-        group.addoption(flag, default=None, help=FLAG_HELP[tool])
 
 
 def run_command(argv: Sequence[str], *, timeout: float | None = 120, input: str | None = None,

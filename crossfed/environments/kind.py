@@ -28,8 +28,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -55,9 +57,10 @@ from crossfed.workload.pod import PodSettings
 log = logging.getLogger("crossfed")
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DOCKERFILE = REPO_ROOT / "cluster" / "probe.Dockerfile"
-PROBE_SOURCES = REPO_ROOT / "crossfed" / "probe"
+# Both ship in the package, so that the kind environment works from a plain `pip install`.
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DOCKERFILE = PACKAGE_ROOT / "cluster" / "probe.Dockerfile"
+PROBE_SOURCES = PACKAGE_ROOT / "probe"
 SOURCES_LABEL = "crossfed.probe.sources"
 WEBHOOK_MODES = ("real", "reference")
 WAIT_FOR_CONTROL_PLANE = "3m"
@@ -69,6 +72,23 @@ EXPECTED_WEBHOOKS: tuple[tuple[str, dict[str, Any]], ...] = (
                                         charts.EKS_ADMISSION_REVIEW_VERSIONS}),
     (charts.AZWI_NAMESPACE, {"failure_policy": "Fail"}),
 )
+
+
+@contextmanager
+def probe_context(given: Path | None = None) -> Iterator[Path]:
+    """The probe image's build context: `given`, or a temporary folder holding only what the
+    pods run (crossfed/__init__.py empty, crossfed/probe/*.py), taken from the installed package
+    so that it works wherever crossfed is installed (probe.Dockerfile copies `crossfed/`)."""
+    if given is not None:
+        yield Path(given)
+        return
+    with tempfile.TemporaryDirectory(prefix="crossfed-probe-context-") as folder:
+        package = Path(folder) / "crossfed"
+        (package / "probe").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        for source in sorted(PROBE_SOURCES.glob("*.py")):
+            shutil.copy2(source, package / "probe" / source.name)
+        yield Path(folder)
 
 
 class KindSetupError(RuntimeError):
@@ -104,7 +124,8 @@ class KindSettings:
     keep: bool = False  # never delete the cluster, also not one this run created
     probe_image: str = "crossfed/probe:local"
     dockerfile: Path = DEFAULT_DOCKERFILE
-    build_context: Path = REPO_ROOT
+    # None: a context holding only the probe's sources, as crossfed/probe/*.py (probe_context)
+    build_context: Path | None = None
     node_image: str | None = None  # None: the kind release's own pinned default
     # pytest-xdist: the controller's run, which deletes the cluster once every worker is done
     run_token: str | None = None
@@ -338,10 +359,10 @@ class KindEnvironment:
             return found[0]
         log.info("crossfed kind: building probe image %s from %s (a few minutes the first "
                  "time)", image, self.settings.dockerfile)
-        self._run([str(self.tools.docker), "build", "--file", str(self.settings.dockerfile),
-                   "--tag", image, "--label", f"{SOURCES_LABEL}={fingerprint}",
-                   str(self.settings.build_context)], "docker build of the probe image",
-                  timeout=1800)
+        with probe_context(self.settings.build_context) as context:
+            self._run([str(self.tools.docker), "build", "--file", str(self.settings.dockerfile),
+                       "--tag", image, "--label", f"{SOURCES_LABEL}={fingerprint}",
+                       str(context)], "docker build of the probe image", timeout=1800)
         found = self._image(image)
         if found is None:
             raise KindSetupError(f"docker build succeeded but image {image} is not there")

@@ -1,26 +1,5 @@
-"""The Azure direction end to end: a workload's token -> Entra ID federated credential ->
-access token -> Key Vault secret."""
+"""The repository's entry to the Azure scenarios shipped in the package
+(crossfed/suite/test_azure.py): the same tests and module marks, collected here by
+`python3 -m pytest`; not a copy."""
 
-from __future__ import annotations
-
-import pytest
-
-from crossfed.plan import FederationPlan
-from crossfed.pytest_plugin import Federation
-from fixtures.plans import AZURE_ALLOWED, AZURE_DENIED
-
-pytestmark = [pytest.mark.local, pytest.mark.azure]
-
-
-def test_workload_reads_the_secret(federation: Federation) -> None:
-    run = federation.check(AZURE_ALLOWED)
-    assert run.applied_azure is not None and run.result is not None
-    for credential in ("workload", "default"):
-        secret = run.result.azure(credential)["secret"]
-        assert secret["sha256"] == run.applied_azure.secret_sha256
-
-
-@pytest.mark.parametrize("plan", AZURE_DENIED, ids=lambda plan: plan.name)
-def test_workload_is_refused_for_the_reason_azure_gives(federation: Federation,
-                                                        plan: FederationPlan) -> None:
-    federation.check(plan)
+from crossfed.suite.test_azure import *  # noqa: F403

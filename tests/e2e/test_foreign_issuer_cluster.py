@@ -24,8 +24,8 @@ from crossfed.environments.kubeconfig import KubeconfigCluster, KubeconfigOption
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.learned import SigningKeyUnavailable
 from crossfed.scenario import Scenarios
+from crossfed.suite.plans import AWS_ALLOWED, AWS_DENIED, AZURE_ALLOWED, AZURE_DENIED
 from crossfed.workload.pod import PodSettings
-from fixtures.plans import AWS_ALLOWED, AWS_DENIED, AZURE_ALLOWED, AZURE_DENIED
 
 pytestmark = [pytest.mark.local, pytest.mark.cluster]
 IN_CLUSTER_ISSUER = "https://kubernetes.default.svc.cluster.local"

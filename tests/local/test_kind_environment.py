@@ -76,6 +76,7 @@ class FakeTools:
         self.clusters: dict[str, dict[str, Any]] = {}
         self.images: dict[str, tuple[str, str]] = {}  # tag -> (id, sources label)
         self.calls: list[list[str]] = []
+        self.contexts: list[list[str]] = []  # files of each docker build's context
         self.create_delay, self.build_fails = create_delay, build_fails
         self.helm_failures = helm_failures or {}
         self.polls_without_ca = polls_without_ca
@@ -131,6 +132,9 @@ class FakeTools:
             return 0, " ".join(self.images[args[-1]]) + "\n", ""
         if args[0] == "build":
             assert Path(_flag(args, "--file")).is_file() and Path(args[-1]).is_dir()
+            context = Path(args[-1])
+            self.contexts.append(sorted(str(f.relative_to(context))
+                                        for f in context.rglob("*") if f.is_file()))
             if self.build_fails:
                 return 1, "", "ERROR: failed to solve: process \"pip install\" exit code: 1\n"
             label = _flag(args, "--label").partition("=")[2]
@@ -250,11 +254,15 @@ def test_first_start_creates_the_cluster_for_crossfeds_issuer_and_loads_the_prob
 
     docker = fake.of("docker")
     assert docker[0][:3] == ["network", "inspect", "kind"]
-    assert docker[1][:2] == ["image", "inspect"]  # missing -> built, from the repository
+    assert docker[1][:2] == ["image", "inspect"]  # missing -> built, from the package
     [build] = [c for c in docker if c[0] == "build"]
     assert build[:5] == ["build", "--file", str(DEFAULT_DOCKERFILE), "--tag",
                          "crossfed/probe:local"]
-    assert build[-1] == str(REPO_ROOT)
+    # the context held only the probe's sources (FakeTools lists them) and is gone afterwards
+    assert fake.contexts == [["crossfed/__init__.py", "crossfed/probe/__init__.py",
+                              "crossfed/probe/__main__.py", "crossfed/probe/aws.py",
+                              "crossfed/probe/azure.py", "crossfed/probe/report.py"]]
+    assert not Path(build[-1]).exists()
     image_id = fake.images["crossfed/probe:local"][0]
     assert ["save", "--output", str(state_dir / "probe-image.tar"),
             "crossfed/probe:local"] in docker
@@ -546,7 +554,7 @@ def test_tool_problem_accepts_a_fetchable_release_and_names_what_is_missing(tmp_
     empty = str(tmp_path / "empty")
     assert tool_problem("kind", path_env=empty, cache_dir=tmp_path, plat=("linux", "amd64")) is None
     reason = tool_problem("kind", path_env=empty, cache_dir=tmp_path, plat=("plan9", "386"))
-    assert reason is not None and "--kind-bin" in reason
+    assert reason is not None and "--crossfed-kind-bin" in reason
     reason = tool_problem("kind", tmp_path / "nope", plat=("linux", "amd64"))
     assert reason is not None and "is not an executable file" in reason
     assert ("linux", "amd64") in RELEASES["kind"].sha256
@@ -573,7 +581,7 @@ def test_without_docker_one_line_says_why_kind_is_skipped(tmp_path, verbosity) -
     assert len(lines) == 1, lines
     assert lines[0].startswith("crossfed: kind environment skipped: docker: no docker binary "
                                "on PATH")
-    assert "--kind-bin" in lines[0]
+    assert "--crossfed-kind-bin" in lines[0]
     assert "[kind-" not in result.stdout  # the default is process only
 
 
@@ -582,7 +590,7 @@ def test_asking_for_kind_without_docker_skips_its_scenarios(tmp_path) -> None:
                         "tests/e2e/test_aws_federation.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "13 skipped" in result.stdout and "error" not in result.stdout.lower()
-    assert "SKIPPED [1] tests/e2e/test_aws_federation.py" in result.stdout
+    assert "SKIPPED [12] crossfed/suite/test_aws.py" in result.stdout  # the suite's own file
     assert "kind environment skipped: docker: no docker binary on PATH" in result.stdout
 
 
@@ -598,20 +606,36 @@ def test_worker_gets_the_controllers_kind_issuer(request):
 '''
 
 
-def test_xdist_workers_get_the_issuer_the_controller_serves(tmp_path) -> None:
-    """The plugin's hooks under `-n 2`, with a docker that answers `info` and a kind on PATH."""
+def _xdist_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest -n 2 with a docker that answers `info` (and logs each call) and a kind on PATH."""
+    pytest.importorskip("xdist", reason="needs pytest-xdist (pip install pytest-xdist)")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("docker", 'echo "28.2.2"'), ("kind", "exit 0")):
+    calls = tmp_path / "docker-calls"
+    for name, body in (("docker", f'echo "$*" >> {calls}; echo "28.2.2"'), ("kind", "exit 0")):
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     (tmp_path / "test_worker.py").write_text(WORKER_TEST)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CROSSFED_", "PYTEST_"))}
     env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2",
-                             "-q", "test_worker.py"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2",
+                           "-q", *args, "test_worker.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_xdist_workers_get_the_issuer_the_controller_serves(tmp_path) -> None:
+    """The plugin's hooks under `-n 2`, asked for kind, with docker and kind answering."""
+    result = _xdist_run(tmp_path, "--crossfed-env", "kind")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
     state = json.loads((tmp_path / ".cache/crossfed/tools/kind/crossfed/state.json").read_text())
     assert port_is_closed(state["issuer_port"])  # stopped when the run ended
+
+
+def test_xdist_controller_does_nothing_when_crossfed_is_not_asked_for(tmp_path) -> None:
+    """Installed but unused: no `docker info`, no kind state, no header line under xdist."""
+    result = _xdist_run(tmp_path, "-k", "not worker_gets")
+    assert result.returncode == 5, result.stdout + result.stderr  # nothing selected
+    assert not (tmp_path / "docker-calls").exists()
+    assert not (tmp_path / ".cache" / "crossfed").exists()
+    assert "crossfed" not in result.stdout

@@ -10,8 +10,8 @@ import pytest
 
 from crossfed.pytest_plugin import Federation
 from crossfed.redact import fingerprint, scrub
+from crossfed.suite.plans import AWS_ALLOWED
 from crossfed.verdict import VerdictError
-from fixtures.plans import AWS_ALLOWED
 
 pytestmark = [pytest.mark.local, pytest.mark.aws]
 

@@ -30,9 +30,9 @@ def crossfed(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def api(request: pytest.FixtureRequest) -> Iterator[tuple[str, client.ApiClient]]:
-    kubeconfig = request.config.getoption("--kubeconfig")
+    kubeconfig = request.config.getoption("--crossfed-kubeconfig")
     if not kubeconfig:
-        pytest.skip("needs a cluster: --kubeconfig (or CROSSFED_KUBECONFIG)")
+        pytest.skip("needs a cluster: --crossfed-kubeconfig (or CROSSFED_KUBECONFIG)")
     yield kubeconfig, config.new_client_from_config(config_file=kubeconfig)
 
 

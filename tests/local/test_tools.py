@@ -127,8 +127,9 @@ def test_find_tools_without_helm_neither_looks_for_nor_downloads_it(tmp_path: Pa
 
 # --- ToolMissing messages -------------------------------------------------------------------
 
-@pytest.mark.parametrize("tool, flag", [("kind", "--kind-bin"), ("kubectl", "--kubectl-bin"),
-                                        ("helm", "--helm-bin")])
+@pytest.mark.parametrize("tool, flag", [("kind", "--crossfed-kind-bin"),
+                                        ("kubectl", "--crossfed-kubectl-bin"),
+                                        ("helm", "--crossfed-helm-bin")])
 def test_explicit_path_that_is_not_executable_names_the_flag(tmp_path: Path, tool: str,
                                                              flag: str) -> None:
     plain = tmp_path / "not-executable"
@@ -148,7 +149,7 @@ def test_not_found_without_download_says_what_to_install_or_pass(tmp_path: Path)
         find_tool("kind", path_env=str(empty), cache_dir=tmp_path / "cache", download=False)
     message = str(caught.value)
     assert "\n" not in message
-    assert "install kind on PATH or pass --kind-bin PATH" in message
+    assert "install kind on PATH or pass --crossfed-kind-bin PATH" in message
 
 
 def test_docker_is_never_downloaded(tmp_path: Path) -> None:
@@ -170,7 +171,7 @@ def test_unknown_checksum_is_refused_before_any_download(tmp_path: Path) -> None
     message = str(caught.value)
     assert message == (f"kubectl {tools.KUBECTL.version}: no pinned SHA-256 for linux/riscv64, "
                        "refusing to download it; install kubectl on PATH or pass "
-                       "--kubectl-bin PATH")
+                       "--crossfed-kubectl-bin PATH")
     assert not (tmp_path / "cache").exists()
 
 
@@ -187,7 +188,7 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(tmp_path: Path) -> None
     message = str(caught.value)
     assert fetch.calls == [url]
     assert "\n" not in message and "refused, nothing cached" in message
-    assert tools.KIND.sha256[PLAT] in message and "--kind-bin" in message
+    assert tools.KIND.sha256[PLAT] in message and "--crossfed-kind-bin" in message
     assert tree(cache) == []
 
 
@@ -276,19 +277,6 @@ def test_pinned_table_is_well_formed() -> None:
     # kubectl is pinned to the Kubernetes version of the pinned kind's node image
     assert kind_module.NODE_IMAGES[tools.KIND.version].startswith(
         f"kindest/node:{tools.KUBECTL.version}@sha256:")
-
-
-def test_add_options_registers_the_three_flags() -> None:
-    class Group:
-        def __init__(self) -> None:
-            self.flags: list[str] = []
-
-        def addoption(self, flag: str, **kwargs: object) -> None:
-            self.flags.append(flag)
-
-    group = Group()
-    tools.add_options(group)
-    assert group.flags == ["--kind-bin", "--kubectl-bin", "--helm-bin"]
 
 
 # --- the runner and docker_available --------------------------------------------------------

@@ -1,7 +1,8 @@
 """Packs a root filesystem into a single-layer docker-archive tar that `ctr images import` and
 `kind load image-archive` accept (no registry, no Docker needed).
 
-Usage: python cluster/pack_image.py ROOTFS IMAGE_REF OUT.tar [--entrypoint JSON] [--workdir DIR]
+Usage: python -m crossfed.cluster.pack_image ROOTFS IMAGE_REF OUT.tar
+           [--entrypoint JSON] [--workdir DIR]
 Written by hand because the format is three small JSON documents and a tar of the tree.
 """
 
