@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import ssl
 from pathlib import Path
 
@@ -11,13 +10,9 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from crossfed.secret_files import private_dir, write_private
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write key material readable by the owner only (0600), also when the file already exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
+__all__ = ["RunCA", "ServerTLS", "sha1_thumbprint", "write_private"]
 
 
 def sha1_thumbprint(cert_der: bytes) -> str:
@@ -33,11 +28,15 @@ class ServerTLS(ssl.SSLContext):
 
 
 class RunCA:
-    """A certificate authority that lives for one run; clients are told to trust its bundle."""
+    """A certificate authority that lives for one run; clients are told to trust its bundle.
+
+    Its private key stays in memory (trustme's); the server keys it issues are written 0600."""
+
+    def __repr__(self) -> str:
+        return f"RunCA({self.name!r}, bundle={str(self.bundle_path)!r})"
 
     def __init__(self, directory: Path, name: str = "crossfed run CA") -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = private_dir(directory)  # the stand-ins' server keys go here
         self._ca = trustme.CA(organization_name="crossfed", organization_unit_name=name)
         self.name = name
         slug = name.lower().replace(" ", "-")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 
 def fingerprint(secret: str | bytes, tail: int = 6) -> str:
@@ -19,3 +20,70 @@ def scrub(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 8:
             text = text.replace(secret, f"<{fingerprint(secret)}>")
     return text
+
+
+# --- scrubbing text crossfed did not write (pod logs, termination messages, stderr) --------
+#
+# Applied in order; each match becomes `<kind sha256:…>` with at most the last characters of a
+# part that carries no claims (a JWT's signature, a key's random tail), never its payload.
+
+_PEM_PRIVATE = re.compile(
+    r"-----BEGIN (?P<label>[A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?"
+    r"(?:-----END (?P=label)PRIVATE KEY-----|\Z)")  # a log cut inside the key: to its end
+_JWT = re.compile(r"eyJ[\w-]{2,}\.eyJ[\w-]*\.(?P<signature>[\w-]*)")  # alg none: empty signature
+_AUTH_HEADER = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<gap>\s+)(?P<value>[\w.~+/=-]{8,})")
+_NAMED = re.compile(  # KEY=value, "key": "value", key: value, key=value& (form bodies)
+    r"(?i)(?P<name>[\w-]*(?:secret|password|passwd|session[_-]?token|security[_-]?token|"
+    r"access[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?assertion|private[_-]?key)"
+    r"[\w-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;&<>]{8,})")
+# An Entra client secret: three characters, a digit, "Q~", then 31-34 more.
+_AZURE_SECRET = re.compile(r"(?<![\w.~-])[\w.-]{3}\dQ~[\w.~-]{31,34}(?![\w.~-])")
+# A bare high-entropy run of 40 or more base64/base64url characters: AWS secret access keys
+# (40), session tokens (hundreds), the stand-ins' client secrets. Hex digests (one case only)
+# and names (no mixed case with digits, or both / and -) are left alone.
+_OPAQUE = re.compile(r"(?<![\w/+=~-])[A-Za-z0-9/+_-]{40,}={0,2}(?![\w/+=~-])")
+
+
+def _tail_free(kind: str, value: str, tail: str = "") -> str:
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    return f"<{kind} sha256:{digest}…{tail}>" if tail else f"<{kind} sha256:{digest}>"
+
+
+def _opaque(match: re.Match[str]) -> str:
+    value = match.group(0)
+    if not (any(c.isupper() for c in value) and any(c.islower() for c in value)
+            and any(not c.isalpha() for c in value)):
+        return value  # a hex digest, a word, a lower-case name
+    if any(c in "/+" for c in value) and any(c in "-_" for c in value):
+        return value  # neither base64 nor base64url: a path or an ARN's resource part
+    return _tail_free("secret", value, value[-4:])
+
+
+def _jwt(match: re.Match[str]) -> str:
+    signature = match.group("signature")
+    return _tail_free("jwt", match.group(0), signature[-6:] if len(signature) >= 24 else "")
+
+
+def _named(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value.startswith("<"):  # already shown as a fingerprint
+        return match.group(0)
+    return f"{match.group('name')}{match.group('sep')}{_tail_free('secret', value, value[-4:])}"
+
+
+def scrub_text(text: str, *secrets: str | None) -> str:
+    """Text from outside crossfed's own formatting (a pod's logs and termination message, a
+    process's stderr, an SDK's error message) with every secret crossfed can recognise
+    replaced: the known `secrets` first, then PEM private keys, JWTs, Authorization header
+    values, `name=value` pairs whose name says secret/token/password/key, Entra client secrets
+    and bare high-entropy strings of 40+ characters (AWS secret keys, session tokens)."""
+    text = scrub(text, *secrets)
+    text = _PEM_PRIVATE.sub(lambda m: _tail_free(f"{m.group('label')}PRIVATE KEY", m.group(0)),
+                            text)
+    text = _JWT.sub(_jwt, text)
+    text = _AUTH_HEADER.sub(lambda m: m.group("scheme") + m.group("gap") + (
+        m.group("value") if m.group("value").startswith("<")
+        else _tail_free("credential", m.group("value"))), text)
+    text = _NAMED.sub(_named, text)
+    text = _AZURE_SECRET.sub(lambda m: _tail_free("secret", m.group(0), m.group(0)[-4:]), text)
+    return _OPAQUE.sub(_opaque, text)

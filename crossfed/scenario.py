@@ -20,6 +20,7 @@ from crossfed.issuer.issuer import Issuer
 from crossfed.issuer.learned import LearnedIssuer
 from crossfed.issuer.variants import token_for
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, IssuerVariant, isolate
+from crossfed.redact import scrub_text
 from crossfed.verdict import AwsEvidence, AzureEvidence, VerdictError, check_aws, check_azure
 from crossfed.workload.process import (
     AwsWorkload,
@@ -103,7 +104,8 @@ class Scenarios:
                                   applied.vault_url, applied.secret_name)
         if self.cluster is None:
             assert token is not None
-            run.result = run_probe(token, targets, aws=aws, azure=azure)
+            run.result = run_probe(token, targets, aws=aws, azure=azure,
+                                   work_root=self.clouds.state_dir / "pods")
         else:
             run.result = self.cluster.runner.run(
                 plan.workload.namespace, plan.workload.name, targets, teardown, aws=aws,
@@ -115,7 +117,8 @@ class Scenarios:
         assert run.result is not None
         if "probe" not in run.result.report:
             raise VerdictError(f"plan {run.plan.name!r} ({self.name}): the probe failed (exit "
-                               f"{run.result.exit_code}) before reporting:\n{run.result.stderr}")
+                               f"{run.result.exit_code}) before reporting:\n"
+                               f"{scrub_text(run.result.stderr)}")
         if run.applied is not None:
             evidence = AwsEvidence(run.applied.role_arn, run.applied.role_name,
                                    run.applied.account_id, run.applied.object_key,

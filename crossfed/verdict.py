@@ -11,6 +11,7 @@ from typing import Any
 
 from crossfed.decisions import Decision
 from crossfed.plan import FederationPlan
+from crossfed.redact import scrub_text
 
 AWS_CLIENTS = ("boto3", "cli")
 
@@ -36,9 +37,12 @@ class VerdictError(AssertionError):
 
 
 def _show(step: dict[str, Any]) -> str:
+    """One probe step as a report shows it, scrubbed: the probe's report is the pod's output
+    (its logs or termination message), which may quote a token or credential."""
     if step.get("ok"):
-        return "ok " + str({k: v for k, v in step.items() if k != "ok"})
-    return f"{step.get('error_code')} in {step.get('operation') or '?'}: {step.get('message')}"
+        return scrub_text("ok " + str({k: v for k, v in step.items() if k != "ok"}))
+    return scrub_text(f"{step.get('error_code')} in {step.get('operation') or '?'}: "
+                      f"{step.get('message')}")
 
 
 def check_aws(plan: FederationPlan, report: dict[str, Any], evidence: AwsEvidence) -> None:

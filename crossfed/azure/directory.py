@@ -39,7 +39,7 @@ class ServicePrincipal:
     kind: Literal["managed_identity", "application"] = "managed_identity"
     client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    client_secrets: list[str] = field(default_factory=list)
+    client_secrets: list[str] = field(default_factory=list, repr=False)  # never shown
     federated_credentials: dict[str, FederatedCredential] = field(default_factory=dict)
 
 

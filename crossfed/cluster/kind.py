@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from filelock import FileLock
 
 from crossfed.cluster.tools import Runner, run_command
-from crossfed.pki import write_private
+from crossfed.secret_files import write_private
 
 log = logging.getLogger("crossfed.cluster")
 

@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossfed.secret_files import private_dir, write_private
+
 CACHE_ROOT = Path(os.environ.get("CROSSFED_CACHE", "/var/cache/crossfed"))
 BINARIES = ("kube-apiserver", "kubelet", "kube-controller-manager")
 HOST_TOOLS = ("etcd", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "iptables", "ip",
@@ -70,7 +72,7 @@ TUNABLES = ("net/ipv4/ip_forward", "vm/overcommit_memory", "vm/panic_on_oom", "k
 PAUSE_REF = "crossfed/pause:local"
 NAMESPACE = "k8s.io"
 SERVICE_CIDR = "10.96.0.0/24"
-PACK_IMAGE = Path(__file__).resolve().parents[2] / "cluster" / "pack_image.py"
+PACK_IMAGE = Path(__file__).resolve().parent / "pack_image.py"  # shipped in the package
 
 
 def default_binaries() -> Path:
@@ -149,11 +151,14 @@ def _run(argv: Sequence[str], check: bool = True, timeout: float = 120,
 
 
 def _write(path: Path, text: str, private: bool = False) -> Path:
+    """private: key material or credentials, 0600 from creation (crossfed.secret_files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    if private:
+        return write_private(path, text)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    os.chmod(path, 0o600 if private else 0o644)
+    os.chmod(path, 0o644)
     return path
 
 
@@ -378,7 +383,7 @@ def _iptables_chains() -> dict[str, list[str]]:
 def _make_pki(layout: _Layout, node: str, gateway: str) -> dict[str, Path]:
     import trustme
 
-    layout.pki.mkdir(parents=True, exist_ok=True)
+    private_dir(layout.pki)  # the cluster CA's and the components' keys
     ca = trustme.CA(organization_name="crossfed", organization_unit_name="microcluster CA")
     files: dict[str, Path] = {"ca": layout.pki / "ca.crt", "ca-key": layout.pki / "ca.key"}
     ca.cert_pem.write_to_path(str(files["ca"]))
@@ -777,15 +782,16 @@ class _Starter:
         return False
 
     def build_pause(self) -> Path:
-        """pause.c compiled static and packed as a docker-archive with cluster/pack_image.py;
-        kept in the work dir, rebuilt when pause.c changes."""
+        """pause.c compiled static and packed as a docker-archive with
+        crossfed/cluster/pack_image.py; kept in the work dir, rebuilt when pause.c changes."""
         source = Path(self.spec.binaries) / "pause.c"
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
         out = self.layout.images / f"pause-{digest}.tar"
         if out.is_file():
             return out
         if not PACK_IMAGE.is_file():
-            raise ClusterError(f"{PACK_IMAGE} not found (needs the crossfed source tree)")
+            raise ClusterError(f"{PACK_IMAGE} not found: the crossfed package is incomplete; "
+                               "reinstall it")
         rootfs = self.layout.images / "pause-rootfs"
         shutil.rmtree(rootfs, ignore_errors=True)
         rootfs.mkdir(parents=True)
@@ -1260,8 +1266,7 @@ def smoke(work_dir: Path, binaries: Path, images: Sequence[Path]) -> dict[str, f
 
     clock = _Clock("crossfed microcluster smoke")
     work_dir = Path(work_dir).resolve()
-    keys = work_dir / "smoke-keys"
-    keys.mkdir(parents=True, exist_ok=True)
+    keys = private_dir(work_dir / "smoke-keys")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write(keys / "sa.key", key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

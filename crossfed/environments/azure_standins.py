@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from azure.identity import ClientSecretCredential
 
@@ -33,7 +33,7 @@ class AzureStandIns:
     arm: ArmStandIn
     vaults: KeyVaultFleet
     admin: ServicePrincipal
-    admin_secret: str
+    admin_secret: str = field(repr=False)  # never in a repr: `pytest -l`, tracebacks
     ca_bundle: str
 
     @classmethod

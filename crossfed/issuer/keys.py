@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from crossfed.pki import write_private
+from crossfed.redact import fingerprint
+from crossfed.secret_files import private_dir, write_private
 
 
 def kube_key_id(public_key: rsa.RSAPublicKey) -> str:
@@ -26,7 +27,10 @@ def kube_key_id(public_key: rsa.RSAPublicKey) -> str:
 
 @dataclass(frozen=True)
 class SigningKey:
-    private_key: rsa.RSAPrivateKey
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+
+    def __repr__(self) -> str:  # the kid and a digest of the public key: nothing private
+        return f"SigningKey(kid={self.kid!r}, public={fingerprint(self.public_pem(), tail=0)})"
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -57,8 +61,7 @@ class SigningKey:
 
     def write(self, directory: Path, stem: str = "sa-signer") -> tuple[Path, Path]:
         """Write `stem.key` (0600) and `stem.pub`, the files an API server's flags point at."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(directory)
         private_path, public_path = directory / f"{stem}.key", directory / f"{stem}.pub"
         write_private(private_path, self.private_pem())
         public_path.write_bytes(self.public_pem())

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from crossfed.pki import write_private
+from crossfed.secret_files import write_private
 from crossfed.webhooks import azure_workload_identity, eks_pod_identity
 
 DEFAULT_TIMEOUT = "5m0s"
@@ -130,7 +130,7 @@ class WebhookPKI:
     """
 
     cert_pem: str
-    key_pem: str
+    key_pem: str = field(repr=False)
     ca_pem: str
 
 

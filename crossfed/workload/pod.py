@@ -19,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from crossfed.cleanup import Teardown
+from crossfed.redact import scrub_text
 from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, SdkTargets
 
 CA_MOUNT = "/etc/crossfed"
@@ -142,7 +143,8 @@ class PodRunner:
         return ProbeResult(report, code, diagnostics, received)
 
     def diagnostics(self, namespace: str, logs: str) -> str:
-        """Events, the mutation the pod received, and its logs, for a failing test's report."""
+        """Events, the mutation the pod received, and its logs, for a failing test's report;
+        scrubbed (crossfed.redact.scrub_text): a pod that logs its token shows none of it."""
         events = self.core.list_namespaced_event(namespace).items
         stored = self.core.read_namespaced_pod("probe", namespace)
         container = stored.spec.containers[0]
@@ -150,7 +152,8 @@ class PodRunner:
                     "mounts": [m.mount_path for m in container.volume_mounts or []],
                     "volumes": [v.name for v in stored.spec.volumes or []]}
         lines = [f"event {e.reason}: {e.message}" for e in events]
-        return "\n".join([*lines, f"mutation received: {mutation}", "logs:", logs[-2000:]])
+        return scrub_text("\n".join([*lines, f"mutation received: {mutation}", "logs:",
+                                      scrub_text(logs)[-2000:]]))
 
 
 def _termination_message(pod: client.V1Pod) -> list[str]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crossfed.pki import write_private
-from crossfed.redact import scrub
+from crossfed.redact import scrub_text
+from crossfed.secret_files import private_dir, write_private
 from crossfed.webhooks import azure_workload_identity, eks_pod_identity
 
 
@@ -91,8 +91,13 @@ def _place_token(root: Path, path_in_pod: str, token: str) -> str:
 
 
 def run_probe(token: str, targets: SdkTargets, aws: AwsWorkload | None = None,
-              azure: AzureWorkload | None = None, timeout: float = 180) -> ProbeResult:
-    with tempfile.TemporaryDirectory(prefix="crossfed-pod-") as root:
+              azure: AzureWorkload | None = None, timeout: float = 180,
+              work_root: Path | None = None) -> ProbeResult:
+    """work_root: where the pod's private root (0700, with the token files) is made and then
+    removed; the run's state directory, so that a killed run's tokens are swept with it."""
+    if work_root is not None:
+        private_dir(work_root)
+    with tempfile.TemporaryDirectory(prefix="crossfed-pod-", dir=work_root) as root:
         root_path = Path(root)
         env = base_env(root_path)
         args = [sys.executable, "-m", "crossfed.probe"]
@@ -116,4 +121,4 @@ def run_probe(token: str, targets: SdkTargets, aws: AwsWorkload | None = None,
                               cwd=root)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     report = json.loads(lines[-1]) if lines else {"error": "probe printed no JSON line"}
-    return ProbeResult(report, done.returncode, scrub(done.stderr[-2000:], token), env)
+    return ProbeResult(report, done.returncode, scrub_text(done.stderr[-2000:], token), env)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -42,7 +42,7 @@ class AccessTokenError(Exception):
 
 @dataclass(frozen=True)
 class AccessToken:
-    token: str
+    token: str = field(repr=False)  # the claims say what it is
     claims: dict[str, Any]
     expires_in: int
 

@@ -43,7 +43,7 @@ def _same_id(expected: str, given: str | None) -> bool:
 
 @dataclass
 class SecretVersion:
-    value: str
+    value: str = field(repr=False)
     version: str = field(default_factory=lambda: uuid.uuid4().hex)
     content_type: str | None = None
     tags: dict[str, str] | None = None
