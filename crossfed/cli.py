@@ -79,7 +79,7 @@ def azure_info(clouds: Any) -> dict[str, Any]:
         "vault_url_form": "https://127.0.0.1:<port>/ per vault, read properties.vault_uri",
         "admin_client_id": azure.admin.client_id,
         "admin_client_secret": azure.admin_secret,
-        "decisions_url": azure.entra.authority_host + "/crossfed/decisions",
+        "decisions_url": azure.entra.decisions_url,  # its path carries a per-run secret
     }
 
 
@@ -129,7 +129,7 @@ def serve(args: argparse.Namespace) -> int:
             "account_id": clouds.aws.account_id,
             "access_key_id": clouds.aws.admin.access_key_id,
             "secret_access_key": clouds.aws.admin.secret_access_key,
-            "decisions_url": clouds.aws.endpoint_url + "/crossfed/decisions",
+            "decisions_url": clouds.aws.decisions_url,  # its path carries a per-run secret
         },
         "azure": azure_info(clouds),
     }

@@ -1,7 +1,18 @@
-"""What a stand-in decided and why, kept so that a failing test can explain itself."""
+"""What a stand-in decided and why, kept so that a failing test can explain itself.
+
+The decision feed (GET on a stand-in's listener) is the harness's, not the cloud's: no real
+endpoint has it, so it lives at `/crossfed/decisions/<secret>`, the secret drawn per decision
+log (one per stand-in and run) and known only to the harness, which prints the full URL where
+it hands a feed out (`crossfed serve`'s `decisions_url`). Any other path under the prefix, the
+bare prefix included, answers what an unknown path answers there (404). A secret in the path
+rather than a loopback-only rule: the stand-ins may listen on a bridge address for pods, and
+any local user can reach loopback too.
+"""
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -11,6 +22,16 @@ from crossfed import jwt_view
 from crossfed.redact import fingerprint
 
 CLAIMS_SHOWN = ("iss", "sub", "aud", "exp", "nbf", "iat", "amr", "azp")
+FEED_PREFIX = "/crossfed/decisions"
+
+
+def new_feed_path() -> str:
+    return f"{FEED_PREFIX}/{secrets.token_urlsafe(24)}"
+
+
+def is_feed_path(path: str, feed_path: str) -> bool:
+    """Whether a request path names this feed (a trailing slash tolerated), in constant time."""
+    return hmac.compare_digest(path.rstrip("/").encode(), feed_path.encode())
 
 
 def token_summary(token: str) -> dict[str, Any]:
@@ -56,9 +77,11 @@ class Decision:
 class DecisionLog:
     """Thread-safe, append-only; readers filter by role or subject."""
 
-    def __init__(self) -> None:
+    def __init__(self, feed_path: str | None = None) -> None:
         self._items: list[Decision] = []
         self._lock = threading.Lock()
+        # where a listener serves this log; never printed but as the URL the harness hands out
+        self.feed_path = feed_path or new_feed_path()
 
     def record(self, decision: Decision) -> None:
         with self._lock:

@@ -1,114 +1,42 @@
-"""The AWS stand-in: moto (IAM, S3, STS) on one HTTPS endpoint, IAM access control on,
-with the verifying STS answering AssumeRoleWithWebIdentity in front of it.
+"""The AWS stand-in as the harness sees it: a facade over moto (IAM, S3, STS) and the verifying
+STS, which run in a child process of their own (crossfed/aws/child.py says why: moto's
+process-wide state and crossfed's patches of moto stay out of the test process, so a user's own
+`mock_aws` tests in the same run see stock moto, and crossfed's account survives their resets).
 
-moto keeps its state in process-wide backends, so every stand-in in one process shares one
-account: the first to start resets it and creates the administrator, later ones reuse both, and
-the last to stop lets the next start afresh. (A second environment's stand-ins in the same run,
-such as the foreign-issuer cluster's, must not wipe the first's roles.)
+The facade keeps the interface callers had when moto ran in-process: endpoint_url, region,
+account_id, ca_bundle, admin, session(), client_kwargs(), decisions (for_target/all/as_json)
+and keys (register_location, locations, fetch_count, clear). Those calls go over a pipe, not
+the network. Each stand-in is its own account: a second environment's stand-ins in one run
+(the foreign-issuer cluster's) no longer share, or wipe, the first's roles.
+
+The decision feed is served on the endpoint at `decisions_url` only (a per-run secret path,
+see crossfed/decisions.py); moto's `/moto-api/` and every other route AWS does not have
+answer 404.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
+from multiprocessing import Pipe
+from pathlib import Path
 from typing import Any
 
 import boto3
-import requests
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.iam.models import iam_backends
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from moto.sts.models import sts_backends
 
-from crossfed.aws import moto_iam
-from crossfed.aws.web_identity import (
-    Grant,
-    ProviderRecord,
-    RoleRecord,
-    WebIdentityRequest,
-    WebIdentityVerifier,
-    account_of,
-)
-from crossfed.aws.wire import VerifyingSTS
-from crossfed.decisions import DecisionLog
-from crossfed.https_server import LOOPBACK, HTTPSServer
-from crossfed.oidc.fetch import KeyCache
+import crossfed
+from crossfed.decisions import Decision
+from crossfed.https_server import LOOPBACK
+from crossfed.listen import check_listen_host
 from crossfed.pki import RunCA
 
-PARTITION = "aws"
-
-
-@dataclass
-class _SharedBackend:
-    live: int = 0
-    admin: AdminCredentials | None = None
-
-
-_BACKEND = _SharedBackend()
-_BOOTSTRAP_REQUESTS = 10  # creating the administrator takes three
-_UNLIMITED = 2**62
-
-
-class MotoIam:
-    """IamDirectory over moto's in-process IAM backend."""
-
-    def provider_for_issuer(self, account_id: str, issuer: str) -> ProviderRecord | None:
-        if not account_id or not issuer.startswith("https://"):
-            return None
-        wanted = issuer[len("https://"):]
-        for provider in iam_backends[account_id][PARTITION].open_id_providers.values():
-            if provider.url == wanted:
-                return ProviderRecord(provider.arn, provider.url, tuple(provider.client_id_list),
-                                      tuple(provider.thumbprint_list))
-        return None
-
-    def role(self, role_arn: str) -> RoleRecord | None:
-        account_id = account_of(role_arn)
-        if not account_id:
-            return None
-        for role in iam_backends[account_id][PARTITION].get_roles():
-            if role.arn == role_arn:
-                return RoleRecord(role.arn, role.name, role.assume_role_policy_document,
-                                  int(role.max_session_duration or 3600))
-        return None
-
-
-def mint_with_moto(region: str) -> Any:
-    def mint(grant: Grant, request: WebIdentityRequest) -> Any:
-        backend = sts_backends[account_of(grant.role.arn)][PARTITION]
-        return backend.assume_role_with_web_identity(
-            region_name=region, role_session_name=request.session_name,
-            role_arn=grant.role.arn, policy=request.policy, duration=grant.duration_seconds,
-            external_id=None,
-        )
-    return mint
-
-
-def explain_denial(access_key_id: str) -> tuple[str, str] | None:
-    """For a web-identity session's key: its role and the actions its policies allow."""
-    for backend in sts_backends.values():
-        for partition_backend in backend.values():
-            assumed = partition_backend.get_assumed_role_from_access_key(access_key_id)
-            if assumed is None:
-                continue
-            account = iam_backends[account_of(assumed.role_arn)][PARTITION]
-            allowed: list[str] = []
-            for role in account.get_roles():
-                if role.arn != assumed.role_arn:
-                    continue
-                documents = [next(v.document for v in p.versions if v.is_default)
-                             for p in role.managed_policies.values()]
-                documents += list(role.policies.values())
-                for document in documents:
-                    parsed = json.loads(document) if isinstance(document, str) else document
-                    statements = parsed.get("Statement", [])
-                    for statement in statements if isinstance(statements, list) else [statements]:
-                        allowed.append(f"{statement.get('Effect')} {statement.get('Action')} on "
-                                       f"{statement.get('Resource')}")
-            return assumed.role_arn, (f"the session {assumed.arn} was refused by its role's "
-                                      f"permission policies, which say: {allowed or 'nothing'}")
-    return None
+CHILD_START_TIMEOUT = 60.0
+CHILD_STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -116,63 +44,156 @@ class AdminCredentials:
     access_key_id: str
     secret_access_key: str
 
+    def __repr__(self) -> str:  # the secret's last 4 characters at most
+        return (f"AdminCredentials(access_key_id={self.access_key_id!r}, "
+                f"secret_access_key='…{self.secret_access_key[-4:]}')")
+
+
+class StandInGone(RuntimeError):
+    """The stand-in's process did not answer (it exited or was killed)."""
+
+
+class _Control:
+    """Request/answer over the child's pipe, one at a time."""
+
+    def __init__(self, conn: Any, process: subprocess.Popen[bytes]) -> None:
+        self.conn, self.process = conn, process
+        self.lock = threading.Lock()
+
+    def call(self, *message: Any, timeout: float = CHILD_START_TIMEOUT) -> Any:
+        with self.lock:
+            try:
+                self.conn.send(message)
+                if not self.conn.poll(timeout):
+                    raise StandInGone(f"the AWS stand-in (pid {self.process.pid}) did not "
+                                      f"answer {message[0]!r} within {timeout:g} s")
+                status, value = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                raise StandInGone(f"the AWS stand-in (pid {self.process.pid}) is gone "
+                                  f"(exit status {self.process.poll()}): {exc}") from exc
+        if status != "ok":
+            raise RuntimeError(f"AWS stand-in: {message[0]}: {value}")
+        return value
+
+
+class RemoteDecisionLog:
+    """The child's DecisionLog, read over the pipe (the DecisionLog interface readers use)."""
+
+    def __init__(self, control: _Control) -> None:
+        self._control = control
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return list(self._control.call("decisions"))
+
+    def all(self) -> list[Decision]:
+        return [Decision(**item) for item in self.as_json()]
+
+    def for_target(self, target: str) -> list[Decision]:
+        return [d for d in self.all() if d.target == target]
+
+
+class _RemoteLocations(MutableMapping[str, str]):
+    def __init__(self, control: _Control) -> None:
+        self._control = control
+
+    def _all(self) -> dict[str, str]:
+        return dict(self._control.call("locations"))
+
+    def __getitem__(self, issuer_url: str) -> str:
+        return self._all()[issuer_url]
+
+    def __setitem__(self, issuer_url: str, documents_url: str) -> None:
+        self._control.call("register_location", issuer_url, documents_url)
+
+    def __delitem__(self, issuer_url: str) -> None:
+        if self._control.call("forget_location", issuer_url) is None:
+            raise KeyError(issuer_url)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+class RemoteKeyCache:
+    """The child's KeyCache (the verifier's JWKS cache), as far as the harness steers it."""
+
+    def __init__(self, control: _Control) -> None:
+        self._control = control
+        self.locations = _RemoteLocations(control)
+
+    def register_location(self, issuer_url: str, documents_url: str) -> None:
+        self._control.call("register_location", issuer_url, documents_url)
+
+    @property
+    def fetch_count(self) -> int:
+        return int(self._control.call("fetch_count"))
+
+    def clear(self) -> None:
+        self._control.call("clear_keys")
+
 
 class AwsStandIn:
+    """Spawns (and binds) the stand-in's process at construction; start() serves."""
+
     def __init__(self, ca: RunCA, trusted_roots: str | None, region: str = "us-east-1",
                  host: str = LOOPBACK, verify: bool = True, port: int = 0) -> None:
-        self.region, self.account_id = region, DEFAULT_ACCOUNT_ID
-        moto_iam.apply()  # IAM's OIDC-provider rules that moto lacks
+        check_listen_host(host)
+        self.region = region
         self.ca_bundle = str(ca.bundle_path)
-        self.decisions = DecisionLog()
-        self.keys = KeyCache()
-        moto_app = DomainDispatcherApplication(create_backend_app)
-        app: Any = moto_app
-        if verify:
-            verifier = WebIdentityVerifier(MotoIam(), self.keys, trusted_roots)
-            app = VerifyingSTS(moto_app, verifier, mint_with_moto(region), self.decisions,
-                              explain_denial)
-        self._server = HTTPSServer(ca.server_context("aws", host, "localhost"), host=host,
-                                   port=port)
-        self._server.app = app
+        tls = ca.server_context("aws", host, "localhost")
+        parent_end, child_end = Pipe()
+        fd = child_end.fileno()
+        env = dict(os.environ)
+        root = str(Path(crossfed.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), root) if p)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "crossfed.aws.child", str(fd), str(os.getpid())],
+            pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=2, env=env)
+        child_end.close()
+        self._control = _Control(parent_end, self._process)
+        self._stopped = False
+        try:
+            self._control.conn.send({
+                "chain_path": str(tls.chain_path), "key_path": str(tls.key_path), "host": host,
+                "port": port, "region": region, "trusted_roots": trusted_roots,
+                "verify": verify,
+                "access_log": logging.getLogger("crossfed.http.access").getEffectiveLevel()})
+            if not parent_end.poll(CHILD_START_TIMEOUT):
+                raise StandInGone("the AWS stand-in's process did not start within "
+                                  f"{CHILD_START_TIMEOUT:g} s")
+            status, value = parent_end.recv()
+        except BaseException:
+            self._kill()
+            raise
+        if status != "ok":
+            self._kill()
+            raise OSError(f"AWS stand-in on {host}:{port}: {value}")
+        self.host, self.port = host, int(value["port"])
+        self.account_id = str(value["account_id"])
+        self._feed_path = str(value["feed_path"])
+        self.decisions = RemoteDecisionLog(self._control)
+        self.keys = RemoteKeyCache(self._control)
         self.admin: AdminCredentials | None = None
 
     @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
     def endpoint_url(self) -> str:
-        return self._server.url
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def decisions_url(self) -> str:
+        """The decision feed (JSON), for the harness only: the path carries a per-run secret."""
+        return self.endpoint_url + self._feed_path
 
     def start(self, enforce_iam: bool = True) -> AwsStandIn:
-        self._server.start()
-        backend = _BACKEND
-        if backend.live == 0:
-            requests.post(f"{self.endpoint_url}/moto-api/reset", verify=self.ca_bundle,
-                          timeout=10)
-            # An earlier stand-in in this process may have left enforcement on (moto keeps it
-            # across resets): lift it while the administrator is created, or for good.
-            self._allow_unsigned_requests(_BOOTSTRAP_REQUESTS if enforce_iam else _UNLIMITED)
-            backend.admin = self._create_admin()
-            if enforce_iam:
-                self._allow_unsigned_requests(0)
-        backend.live += 1
-        self.admin = backend.admin
+        access_key_id, secret_access_key = self._control.call("start", enforce_iam)
+        self.admin = AdminCredentials(access_key_id, secret_access_key)
         return self
-
-    def _allow_unsigned_requests(self, count: int) -> None:
-        """moto's switch: the next `count` requests skip IAM access control, then it is on."""
-        requests.post(f"{self.endpoint_url}/moto-api/reset-auth", data=str(count),
-                      verify=self.ca_bundle, timeout=10).raise_for_status()
-
-    def _create_admin(self) -> AdminCredentials:
-        """An IAM user allowed everything: what a user would give the harness in the cloud."""
-        iam = boto3.client("iam", endpoint_url=self.endpoint_url, region_name=self.region,
-                           verify=self.ca_bundle, aws_access_key_id="bootstrap",
-                           aws_secret_access_key="bootstrap")
-        name = f"crossfed-admin-{uuid.uuid4().hex[:8]}"
-        iam.create_user(UserName=name)
-        iam.put_user_policy(UserName=name, PolicyName="administrator", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17",
-             "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
-        key = iam.create_access_key(UserName=name)["AccessKey"]
-        return AdminCredentials(key["AccessKeyId"], key["SecretAccessKey"])
 
     def session(self) -> boto3.Session:
         """A boto3 session of the administrator, pointed at the stand-in."""
@@ -184,11 +205,20 @@ class AwsStandIn:
     def client_kwargs(self) -> dict[str, Any]:
         return {"endpoint_url": self.endpoint_url, "verify": self.ca_bundle}
 
+    def _kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        self._control.conn.close()
+
     def stop(self) -> None:
-        if self.admin is not None:
-            backend = _BACKEND
-            backend.live -= 1
-            if backend.live == 0:
-                backend.admin = None
-            self.admin = None
-        self._server.stop()
+        if self._stopped:
+            return
+        self._stopped = True
+        self.admin = None
+        try:
+            self._control.call("stop", timeout=CHILD_STOP_TIMEOUT)
+            self._process.wait(timeout=CHILD_STOP_TIMEOUT)
+        except (StandInGone, RuntimeError, subprocess.TimeoutExpired):
+            pass
+        self._kill()

@@ -1,6 +1,7 @@
 """The verifying STS's HTTP layer: takes AssumeRoleWithWebIdentity off the wire before moto.
 
-Everything else passes through to moto untouched (the consumed form body is put back).
+Everything else passes through to moto untouched (the consumed form body is put back). The
+decision feed answers at its log's secret path only (crossfed/decisions.py).
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ from crossfed.aws.web_identity import (
     WebIdentityVerifier,
     parse_request,
 )
-from crossfed.decisions import Decision, DecisionLog, token_summary
+from crossfed.decisions import Decision, DecisionLog, is_feed_path, token_summary
+from crossfed.redact import fingerprint, scrub
 
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 ACTION = "AssumeRoleWithWebIdentity"
-DECISIONS_PATH = "/crossfed/decisions"  # not an AWS path: the stand-in's own diagnosis feed
 
 Minter = Callable[[Grant, WebIdentityRequest], Any]  # -> moto AssumedRole
 # access key id -> (role ARN, what the role's policies allow) for web-identity sessions
 DenialExplainer = Callable[[str], "tuple[str, str] | None"]
 ACCESS_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
 POLICY_ARN_FIELD = re.compile(r"PolicyArns\.member\.(\d+)\.arn")
+JWT_LIKE = re.compile(r"eyJ[\w-]{4,}(?:\.[\w-]*){0,2}")
 
 
 def _xml(tag: str, value: object) -> str:
@@ -98,6 +100,14 @@ def policy_arns(fields: dict[str, str]) -> list[str]:
     return [value for _, value in sorted(found)]
 
 
+def internal_detail(exc: Exception, fields: dict[str, str]) -> str:
+    """An unexpected exception, for the decision feed: its type and message with the request's
+    token (whole, or any of its parts) and anything JWT-like replaced by fingerprints."""
+    token = fields.get("WebIdentityToken", "")
+    text = scrub(repr(exc), token, *token.split("."))
+    return JWT_LIKE.sub(lambda m: f"<{fingerprint(m.group(0))}>", text)
+
+
 class VerifyingSTS:
     """WSGI middleware in front of moto's app."""
 
@@ -107,7 +117,8 @@ class VerifyingSTS:
         self.explain_denial = explain_denial
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == DECISIONS_PATH and environ["REQUEST_METHOD"] == "GET":
+        if environ["REQUEST_METHOD"] == "GET" and is_feed_path(environ.get("PATH_INFO", ""),
+                                                              self.log.feed_path):
             body = json.dumps(self.log.as_json())
             return Response(body, content_type="application/json")(environ, start_response)
         if "HTTP_AUTHORIZATION" in environ:
@@ -156,7 +167,8 @@ class VerifyingSTS:
         except errors.StsError as error:
             return self._refuse(decision, error, request_id)
         except Exception as exc:  # a bug of ours still answers in STS's envelope, as Receiver
-            error = errors.StsError(errors.INTERNAL, check="internal", detail=repr(exc))
+            error = errors.StsError(errors.INTERNAL, check="internal",
+                                    detail=internal_detail(exc, fields))
             return self._refuse(decision, error, request_id)
         decision.allowed, decision.detail = True, f"assumed {assumed.arn}"
         self.log.record(decision)

@@ -17,6 +17,7 @@ from crossfed.issuer.issuer import Issuer
 from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.learned import IssuerMirror, LearnedIssuer
 from crossfed.issuer.server import IssuerServer
+from crossfed.listen import check_listen_host
 from crossfed.pki import RunCA
 from crossfed.plan import IssuerVariant
 
@@ -61,7 +62,9 @@ class LocalStandIns:
         """host: where the cloud stand-ins listen (a cluster's bridge address, for pods);
         the issuers stay on loopback, since only the stand-ins fetch from them.
         external_issuer: (URL, CA bundle) of an issuer already serving `key` (a cluster's,
-        shared by pytest-xdist workers); the stand-ins then trust its CA too."""
+        shared by pytest-xdist workers); the stand-ins then trust its CA too.
+        Raises ValueError unless host is loopback or a bridge address of this host."""
+        check_listen_host(host)
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         teardown = Teardown()

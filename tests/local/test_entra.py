@@ -537,8 +537,7 @@ def test_msal_instance_discovery(msal_env: Env) -> None:
 def test_decision_feed_never_holds_an_assertion_or_secret(env: Env) -> None:
     _workload_token(env, _projected(env))
     _refused(lambda: _workload_token(env, _other_account(ServiceAccountRef("x", "y"))(env)))
-    response = requests.get(f"{env.authority}/crossfed/decisions", verify=env.verify,
-                            timeout=10)
+    response = requests.get(env.entra.decisions_url, verify=env.verify, timeout=10)
     feed = response.text
     assert response.status_code == 200 and len(response.json()) >= 2
     assert SENT and not any(assertion in feed for assertion in SENT)

@@ -438,7 +438,7 @@ def test_bad_maxresults_is_400(env: Env) -> None:
 
 def test_decision_feed_explains_without_tokens(env: Env) -> None:
     _raw(env, "GET", "secrets/db-password", env.outsider)  # one denial, at least
-    feed = requests.get(f"{env.vault.uri}crossfed/decisions", verify=env.verify, timeout=10)
+    feed = requests.get(env.fleet.decisions_url(env.vault), verify=env.verify, timeout=10)
     assert feed.status_code == 200
     entries = feed.json()
     assert entries and all(e["target"].startswith("kv-main/") for e in entries)

@@ -39,18 +39,16 @@ from crossfed.azure.entra.assertion import (
     find_tenant,
     verify_client_secret,
 )
-from crossfed.decisions import Decision, DecisionLog, token_summary
+from crossfed.decisions import Decision, DecisionLog, is_feed_path, token_summary
 from crossfed.https_server import LOOPBACK, HTTPSServer
 from crossfed.oidc.fetch import KeyCache
 from crossfed.pki import RunCA
 
 TOKEN_ACTION = "oauth2/v2.0/token"
-DECISIONS_PATH = "/crossfed/decisions"  # not an Entra path: the stand-in's own diagnosis feed
 RESERVED_SCOPES = {"openid", "profile", "offline_access"}
 SHARED_TENANTS = {"common"}  # served keys without being a tenant of the directory
 
 URLS = Map([
-    Rule(DECISIONS_PATH, endpoint="decisions", methods=["GET"]),
     Rule("/common/discovery/instance", endpoint="instance", methods=["GET"]),
     Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
     Rule("/<tenant>/v2.0/.well-known/openid-configuration", endpoint="openid", methods=["GET"]),
@@ -120,6 +118,9 @@ class EntraApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
+        # Not an Entra path: the harness's diagnosis feed, at its secret path only.
+        if request.method == "GET" and is_feed_path(request.path, self.decisions.feed_path):
+            return _json(self.decisions.as_json())(environ, start_response)
         try:
             endpoint, args = URLS.bind_to_environ(environ).match()
             response = getattr(self, f"on_{endpoint}")(request, **args)
@@ -128,9 +129,6 @@ class EntraApp:
         return response(environ, start_response)
 
     # --- endpoints ---------------------------------------------------------------------
-
-    def on_decisions(self, request: Request) -> Response:
-        return _json(self.decisions.as_json())
 
     def on_openid(self, request: Request, tenant: str) -> Response:
         try:
@@ -254,6 +252,11 @@ class EntraStandIn:
     @property
     def authority_host(self) -> str:
         return self._server.url
+
+    @property
+    def decisions_url(self) -> str:
+        """The decision feed (JSON), for the harness only: the path carries a per-run secret."""
+        return self.authority_host + self.decisions.feed_path
 
     def start(self) -> EntraStandIn:
         self._server.start(self.app)

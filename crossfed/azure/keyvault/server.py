@@ -6,8 +6,9 @@ Each request is checked in this order: route, api-version, bearer token (401 wit
 challenge), token issuer/tenant, secret name (400), authorization (403), then the operation
 itself (404, 409, 403 SecretDisabled, 400 for a bad body). Every request except the diagnosis
 feed records a Decision (target "vault/secret", "vault/*" for collections) carrying a
-token_summary, never the token; GET /crossfed/decisions on a vault's listener returns that
-vault's decisions (not a Key Vault path).
+token_summary, never the token; GET on the decision log's secret feed path
+(crossfed/decisions.py) on a vault's listener returns that vault's decisions (not a Key Vault
+path: any other /crossfed/... path is an unknown path).
 
 Challenge-resource verification. The 401 challenge names the real resource,
 `https://vault.azure.net`, because that is the audience Entra puts in the token and the one
@@ -70,12 +71,11 @@ from crossfed.azure.entra.access_tokens import (
 )
 from crossfed.azure.keyvault import errors
 from crossfed.azure.keyvault.model import SecretVersion, Vault
-from crossfed.decisions import Decision, DecisionLog, token_summary
+from crossfed.decisions import Decision, DecisionLog, is_feed_path, token_summary
 from crossfed.https_server import LOOPBACK, HTTPSServer
 from crossfed.pki import RunCA
 
 RESOURCE = errors.VAULT_RESOURCE
-DECISIONS_PATH = "/crossfed/decisions"  # not a Key Vault path: the stand-in's diagnosis feed
 MAX_RESULTS = 25  # Key Vault's page size limit (SPECS: maxresults 1..25)
 RECOVERY_LEVEL = "Recoverable+Purgeable"
 RECOVERABLE_DAYS = 90
@@ -193,7 +193,7 @@ class VaultApp:
 
     def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        if request.path.rstrip("/") == DECISIONS_PATH and request.method == "GET":
+        if request.method == "GET" and is_feed_path(request.path, self.decisions.feed_path):
             return self._json(self._own_decisions(), request_id=request_id)
         summary: dict[str, Any] = {}
         action, target = f"{request.method} {request.path}", f"{self.vault.name}{request.path}"
@@ -577,6 +577,10 @@ class KeyVaultFleet:
             server.start(app)
             self._open[key] = (vault, server, app)
         return vault.uri
+
+    def decisions_url(self, vault: Vault) -> str:
+        """A vault's decision feed (JSON), for the harness only: the path carries a secret."""
+        return vault.uri.rstrip("/") + self.decisions.feed_path
 
     def close_vault(self, vault: Vault) -> None:
         with self._lock:
