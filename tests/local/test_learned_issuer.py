@@ -37,6 +37,16 @@ def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIns]:
     clouds.stop()
 
 
+@pytest.fixture
+def teardown() -> Iterator[Teardown]:
+    """Undone after the test, also when it failed; a failed undo is reported as an error at
+    teardown next to the test's own failure instead of replacing it."""
+    steps = Teardown()
+    yield steps
+    left = steps.run()
+    assert not left, f"teardown failed: {left}"
+
+
 @pytest.fixture(scope="module")
 def cluster_key() -> SigningKey:
     return SigningKey.generate()  # the cluster's: crossfed's run never sees it
@@ -69,49 +79,42 @@ def _provisioner(clouds: LocalStandIns,
                           else locations)
 
 
-def _check_aws(clouds: LocalStandIns, plan: FederationPlan, token: str,
+def _check_aws(clouds: LocalStandIns, teardown: Teardown, plan: FederationPlan, token: str,
                issuer_url: str = IN_CLUSTER_ISSUER,
                locations: dict[str, str] | None = None) -> None:
-    teardown = Teardown()
-    try:
-        applied = _provisioner(clouds, locations).apply(
-            AwsTarget(), plan.name, issuer_url, ACCOUNT, STS_AUDIENCE, teardown)
-        result = run_probe(token, _targets(clouds),
-                           aws=AwsWorkload(applied.role_arn, applied.bucket))
-        assert "probe" in result.report, result.stderr[-3000:]
-        check_aws(plan, result.report, AwsEvidence(
-            applied.role_arn, applied.role_name, applied.account_id, applied.object_key,
-            clouds.aws.decisions.for_target(applied.role_arn)))
-    finally:
-        assert not teardown.run()
+    applied = _provisioner(clouds, locations).apply(
+        AwsTarget(), plan.name, issuer_url, ACCOUNT, STS_AUDIENCE, teardown)
+    result = run_probe(token, _targets(clouds),
+                       aws=AwsWorkload(applied.role_arn, applied.bucket))
+    assert "probe" in result.report, result.stderr[-3000:]
+    check_aws(plan, result.report, AwsEvidence(
+        applied.role_arn, applied.role_name, applied.account_id, applied.object_key,
+        clouds.aws.decisions.for_target(applied.role_arn)))
 
 
 def test_cluster_signed_token_reaches_both_clouds(clouds: LocalStandIns,
                                                   mirrored: LearnedIssuer,
-                                                  cluster_key: SigningKey) -> None:
+                                                  cluster_key: SigningKey,
+                                                  teardown: Teardown) -> None:
     cluster = Issuer(IN_CLUSTER_ISSUER, cluster_key)  # the cluster signing, as its API server
-    _check_aws(clouds, FederationPlan("learned-aws", ACCOUNT),
+    _check_aws(clouds, teardown, FederationPlan("learned-aws", ACCOUNT),
                cluster.mint(ACCOUNT, [STS_AUDIENCE]))
-    teardown = Teardown()
-    try:
-        applied = AzureProvisioner(clouds.azure.account(), clouds.run_id).apply(
-            AzureTarget(), "learned-azure", IN_CLUSTER_ISSUER, ACCOUNT, teardown)
-        result = run_probe(cluster.mint(ACCOUNT, [AZURE_AUDIENCE]), _targets(clouds),
-                           azure=AzureWorkload(applied.client_id, applied.tenant_id,
-                                               applied.vault_url, applied.secret_name))
-        decisions = clouds.azure.entra.decisions.for_target(applied.client_id)
-        check_azure(FederationPlan("learned-azure", ACCOUNT, audience=AZURE_AUDIENCE, aws=None,
-                                   azure=AzureTarget()), result.report,
-                    AzureEvidence(applied.client_id, applied.secret_sha256, decisions))
-        assert decisions and decisions[-1].token.get("iss") == IN_CLUSTER_ISSUER
-    finally:
-        assert not teardown.run()
+    applied = AzureProvisioner(clouds.azure.account(), clouds.run_id).apply(
+        AzureTarget(), "learned-azure", IN_CLUSTER_ISSUER, ACCOUNT, teardown)
+    result = run_probe(cluster.mint(ACCOUNT, [AZURE_AUDIENCE]), _targets(clouds),
+                       azure=AzureWorkload(applied.client_id, applied.tenant_id,
+                                           applied.vault_url, applied.secret_name))
+    decisions = clouds.azure.entra.decisions.for_target(applied.client_id)
+    check_azure(FederationPlan("learned-azure", ACCOUNT, audience=AZURE_AUDIENCE, aws=None,
+                               azure=AzureTarget()), result.report,
+                AzureEvidence(applied.client_id, applied.secret_sha256, decisions))
+    assert decisions and decisions[-1].token.get("iss") == IN_CLUSTER_ISSUER
 
 
-def test_forgery_under_learned_kid_is_refused(clouds: LocalStandIns,
-                                              mirrored: LearnedIssuer) -> None:
+def test_forgery_under_learned_kid_is_refused(clouds: LocalStandIns, mirrored: LearnedIssuer,
+                                              teardown: Teardown) -> None:
     plan = FederationPlan("learned-forged", ACCOUNT).denied("InvalidIdentityToken", "signature")
-    _check_aws(clouds, plan, token_for("forged_kid", mirrored, ACCOUNT, STS_AUDIENCE))
+    _check_aws(clouds, teardown, plan, token_for("forged_kid", mirrored, ACCOUNT, STS_AUDIENCE))
 
 
 def test_variants_needing_the_cluster_key_say_so(mirrored: LearnedIssuer) -> None:
@@ -122,15 +125,14 @@ def test_variants_needing_the_cluster_key_say_so(mirrored: LearnedIssuer) -> Non
 
 def test_mirror_does_not_stand_in_for_another_issuer(clouds: LocalStandIns,
                                                      mirrored: LearnedIssuer,
-                                                     cluster_key: SigningKey) -> None:
+                                                     cluster_key: SigningKey,
+                                                     teardown: Teardown) -> None:
     """A token naming a different issuer URL is not verified against the mirrored keys, even
     when it is signed by the cluster's key: the discovery document must name it exactly."""
     other = IN_CLUSTER_ISSUER + "/"
     mirror = clouds.issuer_locations[IN_CLUSTER_ISSUER]
     clouds.aws.keys.register_location(other, mirror)
-    try:
-        plan = FederationPlan("learned-other", ACCOUNT).denied("InvalidIdentityToken", "keys")
-        _check_aws(clouds, plan, Issuer(other, cluster_key).mint(ACCOUNT, [STS_AUDIENCE]),
-                   issuer_url=other, locations={other: mirror})
-    finally:
-        clouds.aws.keys.locations.pop(other, None)
+    teardown.add("location of " + other, lambda: clouds.aws.keys.locations.pop(other, None))
+    plan = FederationPlan("learned-other", ACCOUNT).denied("InvalidIdentityToken", "keys")
+    _check_aws(clouds, teardown, plan, Issuer(other, cluster_key).mint(ACCOUNT, [STS_AUDIENCE]),
+               issuer_url=other, locations={other: mirror})

@@ -383,13 +383,16 @@ def test_refresh_respects_the_minimum_interval_and_sees_a_rotated_key(
     clock.now += 0.5  # an unknown kid just after a fetch: no new fetch
     keys = cache.get(trusted_issuer.url, trust(trusted_ca), refresh=True)
     assert cache.fetch_count == 1
+    assert trusted_issuer.app.fetches[JWKS_PATH] == 1  # what the issuer server received
     assert rotated.kid not in [k["kid"] for k in keys.jwks["keys"]]
 
     clock.now += 1.0
     keys = cache.get(trusted_issuer.url, trust(trusted_ca), refresh=True)
     assert cache.fetch_count == 2
+    assert trusted_issuer.app.fetches[JWKS_PATH] == 2  # exactly one refetch reached it
     assert rotated.kid in [k["kid"] for k in keys.jwks["keys"]]
     assert cache.get(trusted_issuer.url, trust(trusted_ca)) is keys  # the refetch is cached
+    assert trusted_issuer.app.fetches[JWKS_PATH] == 2
 
 
 def test_failures_are_not_cached(monkeypatch: pytest.MonkeyPatch, trusted_ca: RunCA,

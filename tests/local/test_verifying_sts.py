@@ -38,6 +38,16 @@ def role(crossfed_clouds: LocalStandIns) -> Iterator[AppliedAws]:
 
 
 @pytest.fixture
+def teardown() -> Iterator[Teardown]:
+    """Undone after the test, also when it failed; a failed undo is reported as an error at
+    teardown next to the test's own failure instead of replacing it."""
+    steps = Teardown()
+    yield steps
+    left = steps.run()
+    assert not left, f"teardown failed: {left}"
+
+
+@pytest.fixture
 def sts(crossfed_clouds: LocalStandIns):
     return boto3.client("sts", endpoint_url=crossfed_clouds.aws.endpoint_url,
                         region_name="us-east-1", verify=crossfed_clouds.aws.ca_bundle,
@@ -143,44 +153,45 @@ def test_unknown_role_is_access_denied(crossfed_clouds, role, sts) -> None:
     ) == "AccessDenied"
 
 
-def test_rotated_key_is_found_by_refetching_the_jwks(crossfed_clouds, sts) -> None:
-    """An issuer of its own: the run's primary issuer may be served by another process."""
+def test_rotated_key_is_found_by_refetching_the_jwks(crossfed_clouds, sts,
+                                                     teardown: Teardown) -> None:
+    """An issuer of its own: the run's primary issuer may be served by another process, and
+    its server counts the JWKS fetches the verifier makes."""
     server = IssuerServer(crossfed_clouds.ca, "rotating").start()
-    teardown = Teardown()
+    teardown.add("rotating issuer", server.stop)  # stopped last, after the role is gone
+    jwks_path = "/openid/v1/jwks"
     aws = crossfed_clouds.aws
-    try:
-        applied = AwsProvisioner(aws.session(), crossfed_clouds.run_id, aws.ca_bundle,
-                                 aws.endpoint_url).apply(
-            AwsTarget(), "rotating", server.url, SA, AUD, teardown)
-        assert sts.assume_role_with_web_identity(  # the verifier now caches the JWKS
-            RoleArn=applied.role_arn, RoleSessionName="before",
-            WebIdentityToken=server.issuer.mint(SA, [AUD]))
-        new_key = SigningKey.generate()
-        token = sign(server.issuer.claims_for(SA, [AUD]), new_key)
-        server.issuer.extra_public_keys.append(new_key)  # published after the cache filled
-        time.sleep(1.1)  # the cache refetches at most once a second
-        assert sts.assume_role_with_web_identity(
-            RoleArn=applied.role_arn, RoleSessionName="rotated", WebIdentityToken=token)
-    finally:
-        assert teardown.run() == []
-        server.stop()
+    applied = AwsProvisioner(aws.session(), crossfed_clouds.run_id, aws.ca_bundle,
+                             aws.endpoint_url).apply(
+        AwsTarget(), "rotating", server.url, SA, AUD, teardown)
+    assert sts.assume_role_with_web_identity(  # the verifier now caches the JWKS
+        RoleArn=applied.role_arn, RoleSessionName="before",
+        WebIdentityToken=server.issuer.mint(SA, [AUD]))
+    assert server.app.fetches[jwks_path] == 1, server.app.fetches
+    new_key = SigningKey.generate()
+    token = sign(server.issuer.claims_for(SA, [AUD]), new_key)
+    server.issuer.extra_public_keys.append(new_key)  # published after the cache filled
+    time.sleep(1.1)  # the cache refetches at most once a second
+    assert sts.assume_role_with_web_identity(
+        RoleArn=applied.role_arn, RoleSessionName="rotated", WebIdentityToken=token)
+    assert server.app.fetches[jwks_path] == 2, server.app.fetches  # exactly one refetch
+    assert sts.assume_role_with_web_identity(  # the new key is cached now: no more fetches
+        RoleArn=applied.role_arn, RoleSessionName="after", WebIdentityToken=token)
+    assert server.app.fetches[jwks_path] == 2, server.app.fetches
 
 
-def test_untrusted_ca_is_accepted_through_a_matching_thumbprint(crossfed_clouds, sts) -> None:
+def test_untrusted_ca_is_accepted_through_a_matching_thumbprint(crossfed_clouds, sts,
+                                                                teardown: Teardown) -> None:
     """AWS's fallback: a certificate outside its roots is fine if the provider pins it."""
-    teardown = Teardown()
     aws = crossfed_clouds.aws
     issuer = crossfed_clouds.untrusted_issuer
-    try:
-        applied = AwsProvisioner(aws.session(), crossfed_clouds.run_id, aws.ca_bundle,
-                                 aws.endpoint_url).apply(
-            AwsTarget(), "pinned", issuer.url, SA, AUD, teardown)
-        token = issuer.issuer.mint(SA, [AUD])
-        answer = sts.assume_role_with_web_identity(
-            RoleArn=applied.role_arn, RoleSessionName="pinned", WebIdentityToken=token)
-        assert answer["Provider"] == issuer.url
-    finally:
-        assert teardown.run() == []
+    applied = AwsProvisioner(aws.session(), crossfed_clouds.run_id, aws.ca_bundle,
+                             aws.endpoint_url).apply(
+        AwsTarget(), "pinned", issuer.url, SA, AUD, teardown)
+    token = issuer.issuer.mint(SA, [AUD])
+    answer = sts.assume_role_with_web_identity(
+        RoleArn=applied.role_arn, RoleSessionName="pinned", WebIdentityToken=token)
+    assert answer["Provider"] == issuer.url
 
 
 def test_iam_enforcement_is_on(crossfed_clouds: LocalStandIns) -> None:
