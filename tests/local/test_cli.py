@@ -279,10 +279,13 @@ def test_killed_serve_leaves_no_usable_state_and_restarts(tmp_path: Path) -> Non
     # A new serve takes over the stale state dir and keeps the signing key.
     second = start_serve(tmp_path)
     try:
-        assert SigningKey.load(Path(second.info["signing_key"])).kid == kid
-        assert mint(second)
+        reused = SigningKey.load(Path(second.info["signing_key"])).kid
+        minted = mint(second)
     finally:
-        assert second.stop() == 0
+        stopped = second.stop()  # no assertion here: it would hide the one that failed above
+    assert reused == kid
+    assert minted
+    assert stopped == 0, f"serve exited badly; stderr:\n{second.stderr()[-3000:]}"
     assert not (tmp_path / "state.json").exists()
 
 
