@@ -1,5 +1,6 @@
 """AssumeRoleWithWebIdentity calls per second: through crossfed's verifying STS, and through bare
-moto (which checks nothing), measured in the same run against the same moto state.
+moto (which checks nothing), measured in the same run. Each stand-in is its own process and
+account, so both are given the same provider and role.
 
 Usage: python benchmarks/sts_throughput.py [--calls N] [--rounds R]
 Target: verifying >= 1/1.2 of bare moto (ratio printed as verifying/bare).
@@ -48,14 +49,16 @@ def main() -> None:
         bare = AwsStandIn(ca, trusted_roots=str(ca.bundle_path), verify=False).start(
             enforce_iam=False)  # moto's own handler crashes on this action under enforcement
         verifying = AwsStandIn(ca, trusted_roots=str(ca.bundle_path)).start(enforce_iam=False)
-        iam = verifying.session().client("iam", **verifying.client_kwargs())
-        provider = iam.create_open_id_connect_provider(
-            Url=issuer.url, ClientIDList=["sts.amazonaws.com"],
-            ThumbprintList=[top_thumbprint(issuer.url)])["OpenIDConnectProviderArn"]
         account = ServiceAccountRef("bench", "reader")
-        policy = irsa_trust_policy(provider, issuer.url, account.subject, "sts.amazonaws.com")
-        role_arn = iam.create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps(
-            policy))["Role"]["Arn"]
+        for standin in (bare, verifying):
+            iam = standin.session().client("iam", **standin.client_kwargs())
+            provider = iam.create_open_id_connect_provider(
+                Url=issuer.url, ClientIDList=["sts.amazonaws.com"],
+                ThumbprintList=[top_thumbprint(issuer.url)])["OpenIDConnectProviderArn"]
+            policy = irsa_trust_policy(provider, issuer.url, account.subject,
+                                       "sts.amazonaws.com")
+            role_arn = iam.create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps(
+                policy))["Role"]["Arn"]
         token = issuer.issuer.mint(account, ["sts.amazonaws.com"])
         rates: dict[str, list[float]] = {"bare moto": [], "verifying STS": []}
         for _ in range(args.rounds):  # interleaved, so drift hits both alike
