@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -96,3 +97,12 @@ class DecisionLog:
 
     def as_json(self) -> list[dict[str, Any]]:
         return [asdict(d) for d in self.all()]
+
+
+def scenario_saw_issuer(decisions: Sequence[Decision], issuer: str, targets: Collection[str],
+                        start: int = 0) -> bool:
+    """Whether one scenario's stand-in judged a token of `issuer`: only the decisions recorded
+    from index `start` on (the log's length when the scenario began) about one of the
+    scenario's `targets` (its role ARN, its client id) count. A log keeps every scenario's
+    decisions, so a check over all of them is true for every scenario after the first."""
+    return any(d.target in targets and d.token.get("iss") == issuer for d in decisions[start:])

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from crossfed.cleanup import Teardown
+from crossfed.decisions import scenario_saw_issuer
 from crossfed.environments.kubeconfig import KubeconfigCluster, KubeconfigOptions
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.learned import SigningKeyUnavailable
@@ -86,8 +87,18 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenarios]:
         teardown.add("attachment", attached.stop)
         yield Scenarios(clouds, attached, name="foreign-issuer")
     finally:
-        left = teardown.run()
-        assert not left, f"foreign cluster teardown failed: {left}"
+        left = teardown.run()  # asserted below, not here: it would hide a failed setup
+    assert not left, f"foreign cluster teardown failed: {left}"
+
+
+@pytest.fixture
+def teardown() -> Iterator[Teardown]:
+    """Undone after the test, also when it failed; a failed undo is reported as an error at
+    teardown next to the test's own failure instead of replacing it."""
+    steps = Teardown()
+    yield steps
+    left = steps.run()
+    assert not left, f"teardown failed: {left}"
 
 
 def test_issuer_is_learned_through_the_api_server(foreign: Scenarios) -> None:
@@ -99,15 +110,19 @@ def test_issuer_is_learned_through_the_api_server(foreign: Scenarios) -> None:
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_scenario_in_foreign_cluster_pod(foreign: Scenarios, name: str) -> None:
-    teardown = Teardown()
-    try:
-        run = foreign.run(BY_NAME[name], teardown)
-        foreign.verdict(run)
-    finally:
-        assert not teardown.run()
-    decisions = (foreign.clouds.aws.decisions.all() + foreign.clouds.azure.entra.decisions.all())
-    assert any(d.token.get("iss") == IN_CLUSTER_ISSUER for d in decisions)
+def test_scenario_in_foreign_cluster_pod(foreign: Scenarios, name: str,
+                                        teardown: Teardown) -> None:
+    aws, entra = foreign.clouds.aws.decisions, foreign.clouds.azure.entra.decisions
+    aws_start, entra_start = len(aws.all()), len(entra.all())  # this scenario's decisions only
+    run = foreign.run(BY_NAME[name], teardown)
+    foreign.verdict(run)
+    targets = {run.applied.role_arn} if run.applied else set()
+    if run.applied_azure:
+        targets.add(run.applied_azure.client_id)
+    assert targets, f"scenario {name} created no role or identity"
+    assert (scenario_saw_issuer(aws.all(), IN_CLUSTER_ISSUER, targets, aws_start)
+            or scenario_saw_issuer(entra.all(), IN_CLUSTER_ISSUER, targets, entra_start)), (
+        f"no decision of scenario {name} judged a token of {IN_CLUSTER_ISSUER}")
 
 
 @pytest.mark.parametrize("name", NEED_CLUSTER_KEY)
