@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from crossfed.secret_files import write_private
+from crossfed.secret_files import private_dir, write_private
 from crossfed.webhooks import azure_workload_identity, eks_pod_identity
 
 DEFAULT_TIMEOUT = "5m0s"
@@ -69,8 +69,7 @@ class HelmRelease:
 
     def write_values(self, directory: Path | str) -> Path:
         """Write the values file (owner-only: it may hold a webhook's private key)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(directory)
         path = directory / f"{self.name}.values.yaml"
         write_private(path, self.values_yaml().encode())
         return path
