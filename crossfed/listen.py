@@ -44,8 +44,9 @@ def _ipv6_of(interface: str) -> set[str]:
     return found
 
 
-def bridge_addresses(sys_net: Path = SYS_NET) -> dict[str, str]:
+def bridge_addresses(sys_net: Path | None = None) -> dict[str, str]:
     """Address -> bridge interface, for every Linux bridge on this host (IPv4 and IPv6)."""
+    sys_net = SYS_NET if sys_net is None else sys_net
     found: dict[str, str] = {}
     try:
         interfaces = sorted(p.name for p in sys_net.iterdir())
