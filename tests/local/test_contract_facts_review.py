@@ -94,7 +94,10 @@ def test_eks_windows_pods_get_a_windows_token_path(label: str) -> None:
     container = mutated["spec"]["containers"][0]
     assert env(container)["AWS_WEB_IDENTITY_TOKEN_FILE"] == (
         "C:\\var\\run\\secrets\\eks.amazonaws.com\\serviceaccount\\token")
-    assert container["volumeMounts"][0]["mountPath"] == eks.TOKEN_MOUNT_PATH
+    # §5 "What is injected", volumeMount: mountPath `--token-mount-path` (default below); the
+    # Windows path changes the env value only
+    assert container["volumeMounts"][0]["mountPath"] == (
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount")
 
 
 @pytest.mark.parametrize(("flag", "annotation", "regional"), [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_kind_environment import IPAM, FakeTools, environment
 
-from crossfed.cluster.kind import NODE_IMAGES, kind_config, kind_network, network_gateway
+from crossfed.cluster.kind import kind_config, kind_network, network_gateway
 from crossfed.environments.kind import KindSetupError, provider_problem
 from crossfed.issuer.keys import SigningKey
 
@@ -42,19 +42,25 @@ def test_a_kindest_node_image_without_digest_is_refused(key_pair, image) -> None
         config_with_image(key_pair, image)
 
 
-@pytest.mark.parametrize("image", [NODE_IMAGES["v0.32.0"], NODE_IMAGES["v0.31.0"],
+# §2 "Default node image per release" table, rows v0.31.0 and v0.32.0.
+FACTS_V0_31_0 = ("kindest/node:v1.35.0@sha256:"
+                 "452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f")
+FACTS_V0_32_0 = ("kindest/node:v1.36.1@sha256:"
+                 "3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5")
+
+
+@pytest.mark.parametrize("image", [FACTS_V0_32_0, FACTS_V0_31_0,
                                    "localhost:5000/kindest/node:dev", "my/node:v1.36.1"])
 def test_digest_pinned_or_local_node_images_are_kept(key_pair, image) -> None:
     assert config_with_image(key_pair, image)["nodes"][0]["image"] == image
 
 
-def test_node_images_are_the_kind_releases_defaults_from_the_facts() -> None:
-    assert NODE_IMAGES == {
-        "v0.31.0": "kindest/node:v1.35.0@sha256:"
-                   "452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f",
-        "v0.32.0": "kindest/node:v1.36.1@sha256:"
-                   "3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5",
-    }
+def test_the_refusal_offers_the_kind_releases_defaults_from_the_facts(key_pair) -> None:
+    """What a user is told to pin instead of a bare tag: the digests of the facts' table."""
+    with pytest.raises(ValueError, match="must be pinned by digest") as caught:
+        config_with_image(key_pair, "kindest/node:v1.36.1")
+    assert f"v0.31.0: {FACTS_V0_31_0}" in str(caught.value)
+    assert f"v0.32.0: {FACTS_V0_32_0}" in str(caught.value)
 
 
 # §3: KIND_EXPERIMENTAL_DOCKER_NETWORK=<name> puts the nodes on another network; the gateway
