@@ -1,5 +1,5 @@
 """`crossfed serve` (issuer + stand-ins, for hand use), `crossfed token` (mint from it) and
-`crossfed sweep` (delete what an interrupted run left in a cluster)."""
+`crossfed sweep` (delete what an interrupted run left in a cluster, or on this machine)."""
 
 from __future__ import annotations
 
@@ -86,12 +86,13 @@ def azure_info(clouds: Any) -> dict[str, Any]:
 def serve(args: argparse.Namespace) -> int:
     from crossfed.environments.standins import LocalStandIns
     from crossfed.issuer.keys import SigningKey
+    from crossfed.secret_files import private_dir, write_private
 
     # One stderr line per request (method, path, status: see crossfed.https_server).
     logging.getLogger("crossfed.http.access").setLevel(logging.INFO)
     state_dir = _state_dir(args.state_dir)
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)  # a new state dir is 0700: it holds keys and secrets
     except OSError as exc:
         raise CliError(f"cannot create --state-dir {args.state_dir}: {exc}; "
                        "pick a writable directory") from exc
@@ -134,9 +135,7 @@ def serve(args: argparse.Namespace) -> int:
         "azure": azure_info(clouds),
     }
     state_path = state_dir / STATE_FILE
-    fd = os.open(state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds a secret key
-    with os.fdopen(fd, "w") as handle:
-        json.dump({**info, "pid": os.getpid()}, handle, indent=2)
+    write_private(state_path, json.dumps({**info, "pid": os.getpid()}, indent=2))  # secrets
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -217,6 +216,37 @@ def token(args: argparse.Namespace) -> int:
 
 
 def sweep(args: argparse.Namespace) -> int:
+    if args.older_than < 0:
+        raise CliError(f"--older-than must be 0 or more minutes, got {args.older_than:g}")
+    if not args.kubeconfig and not args.local_state:
+        raise CliError("say what to sweep: --kubeconfig K (a cluster's leftovers; env "
+                       "CROSSFED_KUBECONFIG) and/or --local-state (this machine's run dirs)")
+    status = _sweep_local(args) if args.local_state else 0
+    return max(status, _sweep_cluster(args)) if args.kubeconfig else status
+
+
+def _sweep_local(args: argparse.Namespace) -> int:
+    """Run directories (keys, tokens, credentials) of runs whose process is gone."""
+    import time
+
+    from crossfed.local_sweep import delete_local_leftovers, find_local_leftovers
+
+    leftovers = find_local_leftovers(args.run_id, 0 if args.run_id else args.older_than)
+    now = time.time()
+    if not leftovers:
+        print("crossfed sweep: no local state to delete")
+        return 0
+    for leftover in leftovers:
+        print(f"{'would delete' if args.dry_run else 'deleting'} {leftover.describe(now)}")
+    if args.dry_run:
+        return 0
+    failures = delete_local_leftovers(leftovers)
+    for failure in failures:
+        print(f"crossfed sweep: could not delete {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _sweep_cluster(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from kubernetes import config
@@ -227,8 +257,6 @@ def sweep(args: argparse.Namespace) -> int:
 
     from crossfed.cluster.sweep import delete_leftovers, find_leftovers
 
-    if args.older_than < 0:
-        raise CliError(f"--older-than must be 0 or more minutes, got {args.older_than:g}")
     try:
         api_client = config.new_client_from_config(config_file=args.kubeconfig)
     except (ConfigException, OSError, YAMLError) as exc:
@@ -276,10 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
     mint.set_defaults(func=token)
     clean = commands.add_parser("sweep", help="delete the namespaces and webhook "
-                                "configurations an interrupted run left in a cluster")
+                                "configurations an interrupted run left in a cluster, and/or "
+                                "its local state (keys, tokens, credentials)")
     clean.add_argument("--kubeconfig", default=os.environ.get("CROSSFED_KUBECONFIG"),
-                       required=not os.environ.get("CROSSFED_KUBECONFIG"),
                        help="the cluster's kubeconfig [env CROSSFED_KUBECONFIG]")
+    clean.add_argument("--local-state", action="store_true",
+                       help="remove the run directories of runs no longer alive (under "
+                            "$CROSSFED_RUNS_DIR, $XDG_RUNTIME_DIR/crossfed/runs or "
+                            "~/.cache/crossfed/runs); a live run's is never touched")
     clean.add_argument("--run-id", default=None,
                        help="sweep this run's objects only, whatever their age")
     clean.add_argument("--older-than", type=float, default=60, metavar="MINUTES",
