@@ -12,7 +12,6 @@ as answered; the issuer, the lock files and the pytest plugin runs below are rea
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socket
@@ -20,7 +19,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from kind_fakes import IPAM, FakeTools
 
 from crossfed.cluster.kind import bridge_gateway
 from crossfed.cluster.tools import RELEASES, Tools, tool_problem
@@ -40,7 +38,6 @@ from crossfed.environments.kind import (
     KindState,
     XdistKindRun,
 )
-from crossfed.issuer.keys import kube_key_id
 from crossfed.webhooks import charts
 
 pytestmark = [pytest.mark.local]
@@ -50,155 +47,6 @@ TOOLS = Tools(kind=Path("/fake/bin/kind"), kubectl=Path("/fake/bin/kubectl"),
               helm=Path("/fake/bin/helm"), docker=Path("/fake/bin/docker"))
 TENANT = "8a1d5c1e-0000-4000-8000-00000000cafe"
 # `docker network inspect kind --format '{{json .IPAM.Config}}'`: the IPv6 entry comes first.
-IPAM = [{"Subnet": "fc00:f853:ccd:e793::/64", "Gateway": "fc00:f853:ccd:e793::1"},
-        {"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters:
-- cluster: {{server: "https://127.0.0.1:40123"}}
-  name: kind-{name}
-contexts:
-- context: {{cluster: kind-{name}, user: kind-{name}}}
-  name: kind-{name}
-current-context: kind-{name}
-"""
-
-
-def _flag(args: list[str], name: str) -> str:
-    return args[args.index(name) + 1]
-
-
-class FakeTools:
-    """Answers as kind, docker, helm and kubectl would, keeping their state; records argv."""
-
-    def __init__(self, *, create_delay: float = 0.0, helm_failures: dict[str, str] | None = None,
-                 polls_without_ca: int = 0, build_fails: bool = False) -> None:
-        self.clusters: dict[str, dict[str, Any]] = {}
-        self.images: dict[str, tuple[str, str]] = {}  # tag -> (id, sources label)
-        self.calls: list[list[str]] = []
-        self.contexts: list[list[str]] = []  # files of each docker build's context
-        self.create_delay, self.build_fails = create_delay, build_fails
-        self.helm_failures = helm_failures or {}
-        self.polls_without_ca = polls_without_ca
-        self._lock = threading.Lock()
-        self._serial = itertools.count(1)
-
-    def __call__(self, argv, *, timeout=None, **kwargs) -> subprocess.CompletedProcess[str]:
-        argv = [str(a) for a in argv]
-        with self._lock:
-            self.calls.append(argv)
-        code, out, err = getattr(self, "_" + Path(argv[0]).name)(argv[1:])
-        return subprocess.CompletedProcess(argv, code, out, err)
-
-    def of(self, tool: str) -> list[list[str]]:
-        return [call[1:] for call in self.calls if Path(call[0]).name == tool]
-
-    def _cluster_of(self, kubeconfig: str) -> dict[str, Any]:
-        context = yaml.safe_load(Path(kubeconfig).read_text())["current-context"]
-        return self.clusters[context.removeprefix("kind-")]
-
-    def _kind(self, args: list[str]) -> tuple[int, str, str]:
-        if args[:2] == ["get", "clusters"]:
-            names = sorted(self.clusters)
-            return 0, "".join(f"{n}\n" for n in names), "" if names else (
-                "No kind clusters found.\n")
-        name = _flag(args, "--name")
-        if args[:2] == ["create", "cluster"]:
-            time.sleep(self.create_delay)  # a real create takes a while: room for a race
-            with self._lock:
-                if name in self.clusters:
-                    return 1, "", ("ERROR: failed to create cluster: node(s) already exist for "
-                                   f'a cluster with the name "{name}"\n')
-                config = yaml.safe_load(Path(_flag(args, "--config")).read_text())
-                self.clusters[name] = {"config": config, "node": f"node{next(self._serial)}",
-                                       "releases": {}, "loaded": []}
-            return 0, "", f'Creating cluster "{name}" ...\n'
-        if args[:2] == ["delete", "cluster"]:
-            self.clusters.pop(name, None)
-            return 0, "", f'Deleting cluster "{name}" ...\n'
-        if args[:2] == ["get", "kubeconfig"]:
-            return 0, KUBECONFIG.format(name=name), ""
-        if args[:2] == ["load", "image-archive"]:
-            self.clusters[name]["loaded"].append(Path(args[2]).read_text())
-            return 0, "", ""
-        raise AssertionError(f"unexpected kind {args}")
-
-    def _docker(self, args: list[str]) -> tuple[int, str, str]:
-        if args[:2] == ["network", "inspect"]:
-            return 0, json.dumps(IPAM) + "\n", ""
-        if args[:2] == ["image", "inspect"]:
-            if args[-1] not in self.images:
-                return 1, "[]\n", f"Error response from daemon: No such image: {args[-1]}\n"
-            return 0, " ".join(self.images[args[-1]]) + "\n", ""
-        if args[0] == "build":
-            assert Path(_flag(args, "--file")).is_file() and Path(args[-1]).is_dir()
-            context = Path(args[-1])
-            self.contexts.append(sorted(str(f.relative_to(context))
-                                        for f in context.rglob("*") if f.is_file()))
-            if self.build_fails:
-                return 1, "", "ERROR: failed to solve: process \"pip install\" exit code: 1\n"
-            label = _flag(args, "--label").partition("=")[2]
-            self.images[_flag(args, "--tag")] = (f"sha256:{next(self._serial):064x}", label)
-            return 0, "", ""
-        if args[0] == "save":
-            Path(_flag(args, "--output")).write_text(self.images[args[-1]][0])
-            return 0, "", ""
-        if args[0] == "inspect":
-            cluster = self.clusters.get(args[-1].removesuffix("-control-plane"))
-            if cluster is None:
-                return 1, "[]\n", f"Error: No such object: {args[-1]}\n"
-            return 0, cluster["node"] + "\n", ""
-        raise AssertionError(f"unexpected docker {args}")
-
-    def _helm(self, args: list[str]) -> tuple[int, str, str]:
-        assert args[:2] == ["upgrade", "--install"]
-        name = args[2]
-        if name in self.helm_failures:
-            return 1, "", f"Error: UPGRADE FAILED: {self.helm_failures[name]}\n"
-        values = yaml.safe_load(Path(_flag(args, "--values")).read_text())
-        cluster = self._cluster_of(_flag(args, "--kubeconfig"))
-        cluster["releases"][name] = (_flag(args, "--namespace"), values)
-        return 0, f'Release "{name}" has been upgraded. Happy Helming!\n', ""
-
-    def _kubectl(self, args: list[str]) -> tuple[int, str, str]:
-        cluster = self._cluster_of(_flag(args, "--kubeconfig"))
-        if args[:2] == ["get", "--raw"]:  # the API server's issuer documents
-            patch = yaml.safe_load(cluster["config"]["kubeadmConfigPatches"][0])
-            flags = patch["apiServer"]["extraArgs"]
-            if args[2] == "/.well-known/openid-configuration":
-                return 0, json.dumps({"issuer": flags["service-account-issuer"],
-                                      "jwks_uri": flags["service-account-jwks-uri"]}), ""
-            [public] = [m["hostPath"] for m in cluster["config"]["nodes"][0]["extraMounts"]
-                        if m["containerPath"].endswith("sa.pub")]
-            kid = kube_key_id(load_pem_public_key(Path(public).read_bytes()))
-            return 0, json.dumps({"keys": [{"kid": kid, "kty": "RSA"}]}), ""
-        if args[:2] == ["get", "mutatingwebhookconfigurations"]:
-            self.polls_without_ca -= 1
-            injected = self.polls_without_ca < 0
-            items = []
-            for name, (namespace, values) in cluster["releases"].items():
-                if namespace == charts.EKS_WEBHOOK_NAMESPACE:
-                    items.append(_webhook_config(name, namespace, values["mutatingWebhook"][
-                        "failurePolicy"], ["v1beta1"], injected))
-                elif namespace == charts.AZWI_NAMESPACE:
-                    items.append(_webhook_config("azure-wi-webhook-mutating-webhook-configuration",
-                                                 namespace, "Fail", ["v1", "v1beta1"], True))
-                else:
-                    items.append(_webhook_config("cert-manager-webhook", namespace, "Fail",
-                                                 ["v1"], True))
-            return 0, json.dumps({"apiVersion": "v1", "kind": "List", "items": items}), ""
-        raise AssertionError(f"unexpected kubectl {args}")
-
-
-def _webhook_config(name: str, namespace: str, policy: str, versions: list[str],
-                    injected: bool) -> dict[str, Any]:
-    client = {"service": {"name": name, "namespace": namespace, "path": "/mutate"},
-              "caBundle": "LS0tLS1CRUdJTi..." if injected else ""}
-    return {"metadata": {"name": name}, "webhooks": [
-        {"name": f"{name}.example", "clientConfig": client, "failurePolicy": policy,
-         "admissionReviewVersions": versions}]}
-
-
 def environment(tmp_path: Path, fake: FakeTools, **settings: Any) -> KindEnvironment:
     sleeps: list[float] = []
     env = KindEnvironment(KindSettings(state_dir=tmp_path / "state", **settings), TOOLS,
