@@ -286,6 +286,8 @@ def _sweep_cluster(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossfed", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("test", help="run crossfed's scenario suite; every further argument "
+                        "goes to pytest (crossfed test -m local)")
     run = commands.add_parser("serve", help="start the issuer and the cloud stand-ins")
     run.add_argument("--state-dir", required=True, help="where keys, CA and state.json go")
     run.add_argument("--region", default="us-east-1")
@@ -323,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:  # everything after it is pytest's, so argparse does not see it
+        from crossfed.suite.__main__ import run_suite
+
+        return run_suite(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
