@@ -326,22 +326,30 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if (not config.pluginmanager.hasplugin("dsession") or not engaged(config)
             or not _kind_runs(config)):
         return
-    import shutil
-    import tempfile
     import uuid
 
     from crossfed.environments.kind import XdistKindRun
 
-    pki_dir = Path(tempfile.mkdtemp(prefix="crossfed-kind-issuer-"))
-    config.add_cleanup(lambda: shutil.rmtree(pki_dir, ignore_errors=True))
+    token = uuid.uuid4().hex
+    pki_dir = _private_run_dir(config, f"kind-issuer-{token[:8]}")
     try:
-        run = XdistKindRun(kind_settings(config, run_token=uuid.uuid4().hex), pki_dir)
+        run = XdistKindRun(kind_settings(config, run_token=token), pki_dir)
     except Exception as exc:  # the kind scenarios report it; the other environments still run
         log.warning("crossfed kind: %s", exc)
         config.stash[KIND_XDIST] = str(exc)
         return
     config.stash[KIND_XDIST] = run
     config.add_cleanup(lambda: run.finish(_kind_bin(config)))
+
+
+def _private_run_dir(config: pytest.Config, name: str) -> Path:
+    """A 0700 run directory (crossfed.secret_files) for key material, removed when the session
+    ends, and by `crossfed sweep --local-state` if the process is killed first."""
+    from crossfed.secret_files import release_run_state, run_state_dir
+
+    directory = run_state_dir(name)
+    config.add_cleanup(lambda: release_run_state(directory))
+    return directory
 
 
 def _kind_bin(config: pytest.Config) -> Path | None:
@@ -373,8 +381,7 @@ def _runs_kind_scenarios(session: pytest.Session) -> bool:
 
 
 @pytest.fixture(scope="session")
-def crossfed_kind(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindEnvironment]:
+def crossfed_kind(request: pytest.FixtureRequest) -> Iterator[KindEnvironment]:
     """The kind cluster, created or reused, with its issuer, kubeconfig and probe image."""
     from crossfed.cluster.tools import find_tools
     from crossfed.environments.kind import KindEnvironment
@@ -392,7 +399,9 @@ def crossfed_kind(request: pytest.FixtureRequest,
                         for tool in ("kind", "kubectl", "helm")},
                        helm=settings.webhooks == "real")  # the reference mutator needs no helm
     environment = KindEnvironment(settings, tools)
-    environment.start(tmp_path_factory.mktemp("kind-issuer"),
+    import uuid
+
+    environment.start(_private_run_dir(config, f"kind-issuer-{uuid.uuid4().hex[:8]}"),
                       (shared["issuer_url"], Path(shared["issuer_ca"])) if shared else None)
     yield environment
     environment.stop()
@@ -412,15 +421,20 @@ def _kind_for_clouds(request: pytest.FixtureRequest) -> KindEnvironment | None:
 
 
 @pytest.fixture(scope="session")
-def crossfed_clouds(request: pytest.FixtureRequest,
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIns]:
+def crossfed_clouds(request: pytest.FixtureRequest) -> Iterator[LocalStandIns]:
     """Issuer, AWS and Azure stand-ins and the negative scenarios' issuers, for the session."""
-    from crossfed.environments.standins import LocalStandIns
+    from crossfed.environments.standins import LocalStandIns, new_run_id
     from crossfed.issuer.keys import SigningKey
+    from crossfed.secret_files import release_run_state, run_state_dir
 
     options = request.config.getoption
     state = options("--crossfed-state-dir")
-    state_dir = Path(state) if state else tmp_path_factory.mktemp("crossfed")
+    run_id = options("--crossfed-run-id") or new_run_id()
+    # The run's keys and tokens: a 0700 directory with an owner marker, removed at the end, and
+    # by `crossfed sweep --local-state` if this process is killed.
+    state_dir = Path(state) if state else run_state_dir(run_id)
+    if not state:
+        request.addfinalizer(lambda: release_run_state(state_dir))
     key_path = options("--crossfed-issuer-key")
     key = SigningKey.load(Path(key_path)) if key_path else None
     host = options("--crossfed-standin-host") or "127.0.0.1"
@@ -435,7 +449,7 @@ def crossfed_clouds(request: pytest.FixtureRequest,
         key, issuer, issuer_port = kind.state.key, kind.issuer, 0
         host = options("--crossfed-standin-host") or kind.bridge
     log.info("crossfed: starting stand-ins in %s (listening on %s)", state_dir, host)
-    clouds = LocalStandIns.start(state_dir, options("--crossfed-run-id"), key=key,
+    clouds = LocalStandIns.start(state_dir, run_id, key=key,
                                  issuer_port=issuer_port, host=host, external_issuer=issuer)
     yield clouds
     clouds.stop()

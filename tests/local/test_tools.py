@@ -158,7 +158,7 @@ def test_docker_is_never_downloaded(tmp_path: Path) -> None:
     with pytest.raises(ToolMissing) as caught:
         find_tool("docker", path_env=str(empty), cache_dir=tmp_path / "cache", fetch=no_fetch)
     assert str(caught.value) == ("docker: no docker binary on PATH; install Docker Engine "
-                                 "(Linux) or Docker Desktop and start it")
+                                 "on Linux and start it (Docker Desktop is not supported)")
     assert not (tmp_path / "cache").exists()
 
 
