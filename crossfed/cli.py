@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from crossfed.secret_files import pid_alive
+
 STATE_FILE = "state.json"
 KEY_DIR = "issuer"
 
@@ -38,19 +40,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0-65535 "
                                          "(0 picks a free one)")
     return port
-
-
-def _alive(pid: object) -> bool:
-    """Whether the process that wrote a state.json still runs."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _read_state(state_path: Path) -> dict[str, Any] | None:
@@ -98,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
                        "pick a writable directory") from exc
     # A second serve would overwrite the running one's CA bundle and state.json.
     running = _read_state(state_dir / STATE_FILE)
-    if running is not None and _alive(running.get("pid")):
+    if running is not None and pid_alive(running.get("pid")):
         raise CliError(f"crossfed serve is already running on --state-dir {args.state_dir} "
                        f"(pid {running['pid']}); stop it or pick another --state-dir")
     key_path = state_dir / KEY_DIR / "sa-signer.key"
@@ -198,7 +187,7 @@ def token(args: argparse.Namespace) -> int:
     if state is None:
         raise CliError(f"no crossfed serve state in {args.state_dir} ({STATE_FILE} missing); "
                        f"start `crossfed serve --state-dir {args.state_dir}` first")
-    if not _alive(state.get("pid")):  # left behind by a serve that was killed
+    if not pid_alive(state.get("pid")):  # left behind by a serve that was killed
         raise CliError(f"the crossfed serve that wrote {state_path} (pid {state.get('pid')}) "
                        f"is no longer running; start `crossfed serve --state-dir "
                        f"{args.state_dir}` again")

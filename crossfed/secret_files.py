@@ -99,20 +99,28 @@ def read_owner(directory: Path) -> dict[str, object] | None:
     return owner if isinstance(owner, dict) and "pid" in owner else None
 
 
-def owner_alive(owner: dict[str, object]) -> bool:
-    """Whether the process a marker names still runs (True when that cannot be told: another
-    host, or a pid of another user)."""
-    pid = owner.get("pid")
-    if owner.get("host") != socket.gethostname():
-        return True
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this pid exists (on this host); a pid of another user counts."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # exists, owned by someone else
         return True
+    return True
+
+
+def owner_alive(owner: dict[str, object]) -> bool:
+    """Whether the process a marker names still runs (True when that cannot be told: another
+    host, or a pid of another user)."""
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname():
+        return True
+    if not pid_alive(pid):
+        return False
+    assert isinstance(pid, int)
     started = owner.get("start_time")
     now = process_start_time(pid)
     return started is None or now is None or started == now

@@ -91,16 +91,6 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenarios]:
     assert not left, f"foreign cluster teardown failed: {left}"
 
 
-@pytest.fixture
-def teardown() -> Iterator[Teardown]:
-    """Undone after the test, also when it failed; a failed undo is reported as an error at
-    teardown next to the test's own failure instead of replacing it."""
-    steps = Teardown()
-    yield steps
-    left = steps.run()
-    assert not left, f"teardown failed: {left}"
-
-
 def test_issuer_is_learned_through_the_api_server(foreign: Scenarios) -> None:
     assert foreign.cluster is not None and foreign.cluster.issuer is not None
     learned = foreign.cluster.issuer

@@ -37,16 +37,6 @@ def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIns]:
     clouds.stop()
 
 
-@pytest.fixture
-def teardown() -> Iterator[Teardown]:
-    """Undone after the test, also when it failed; a failed undo is reported as an error at
-    teardown next to the test's own failure instead of replacing it."""
-    steps = Teardown()
-    yield steps
-    left = steps.run()
-    assert not left, f"teardown failed: {left}"
-
-
 @pytest.fixture(scope="module")
 def cluster_key() -> SigningKey:
     return SigningKey.generate()  # the cluster's: crossfed's run never sees it

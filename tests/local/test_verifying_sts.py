@@ -38,16 +38,6 @@ def role(crossfed_clouds: LocalStandIns) -> Iterator[AppliedAws]:
 
 
 @pytest.fixture
-def teardown() -> Iterator[Teardown]:
-    """Undone after the test, also when it failed; a failed undo is reported as an error at
-    teardown next to the test's own failure instead of replacing it."""
-    steps = Teardown()
-    yield steps
-    left = steps.run()
-    assert not left, f"teardown failed: {left}"
-
-
-@pytest.fixture
 def sts(crossfed_clouds: LocalStandIns):
     return boto3.client("sts", endpoint_url=crossfed_clouds.aws.endpoint_url,
                         region_name="us-east-1", verify=crossfed_clouds.aws.ca_bundle,
