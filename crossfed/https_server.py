@@ -8,6 +8,7 @@ request (measured: 0.7 ms a request instead of 2.5-13 ms on loopback).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,6 +26,13 @@ log = logging.getLogger("crossfed.http")
 # STS GET carries the WebIdentityToken in its query, a Key Vault call its bearer token in a
 # header). Off unless an application turns it on, as `crossfed serve` does.
 access_log = logging.getLogger("crossfed.http.access")
+# A decision feed's path carries its secret (crossfed.decisions.FEED_PREFIX + "/<secret>").
+FEED_PATH = re.compile(r"^(/crossfed/decisions)/.*")
+
+
+def logged_path(path: str) -> str:
+    """The request path as the access log shows it: a feed's secret is left out."""
+    return FEED_PATH.sub(r"\1/…", path)
 access_log.setLevel(logging.WARNING)
 
 
@@ -64,7 +72,8 @@ class HTTPSServer:
 
         def logged_start_response(status: str, *args: Any) -> Any:
             access_log.info("%s %s %s -> %s", self.url, environ.get("REQUEST_METHOD"),
-                            environ.get("PATH_INFO"), status.split(" ", 1)[0])
+                            logged_path(environ.get("PATH_INFO") or ""),
+                            status.split(" ", 1)[0])
             return start_response(status, *args)
 
         return self.app(environ, logged_start_response)

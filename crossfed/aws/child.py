@@ -56,7 +56,7 @@ from crossfed.aws.web_identity import (
     account_of,
 )
 from crossfed.aws.wire import VerifyingSTS
-from crossfed.decisions import FEED_PREFIX, DecisionLog
+from crossfed.decisions import DecisionLog
 from crossfed.https_server import HTTPSServer
 from crossfed.oidc.fetch import KeyCache
 from crossfed.pki import ServerTLS
@@ -292,20 +292,6 @@ class Child:
         raise ValueError(f"unknown command {command!r}")
 
 
-class _HideFeedSecret(logging.Filter):
-    """The access log names request paths: the feed's shows as its prefix only."""
-
-    def __init__(self, feed_path: str) -> None:
-        super().__init__()
-        self.feed_path = feed_path
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and isinstance(record.args, tuple):
-            record.args = tuple(FEED_PREFIX + "/…" if isinstance(a, str) and self.feed_path in a
-                                else a for a in record.args)
-        return True
-
-
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK_SECONDS)
@@ -326,7 +312,6 @@ def main(fd: int, parent: int) -> None:
     except Exception as exc:  # e.g. the port is taken: the parent raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    access.addFilter(_HideFeedSecret(child.decisions.feed_path))
     conn.send(("ok", {"port": child.server.port, "account_id": DEFAULT_ACCOUNT_ID,
                       "feed_path": child.decisions.feed_path}))
     while True:

@@ -158,3 +158,14 @@ def test_a_pod_can_neither_read_credentials_nor_switch_enforcement_off(
         assert [o["Key"] for o in listed["Contents"]] == ["test-file.txt"]
     finally:
         assert not teardown.run()
+
+
+def test_the_access_log_never_shows_a_feeds_secret() -> None:
+    from crossfed.decisions import new_feed_path
+    from crossfed.https_server import logged_path
+
+    feed = new_feed_path()
+    assert logged_path(feed) == "/crossfed/decisions/…"
+    assert logged_path(feed + "/more") == "/crossfed/decisions/…"
+    assert logged_path("/crossfed/decisions") == "/crossfed/decisions"  # no secret to hide
+    assert logged_path("/tenant/oauth2/v2.0/token") == "/tenant/oauth2/v2.0/token"

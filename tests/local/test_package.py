@@ -33,11 +33,14 @@ class Venv:
 
     def run(self, *argv: str, cwd: Path, path: str = "/usr/bin:/bin",
             timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        home = self.root.parent / "home"  # the user's home: run state goes there, not to cwd
+        home.mkdir(exist_ok=True)
         """A command of the venv, with an environment that knows nothing of this repository."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("CROSSFED_", "PYTEST_", "PYTHON", "VIRTUAL_ENV", "AWS_",
                                     "AZURE_", "KUBECONFIG"))}
-        env.update(PATH=f"{self.bin}:{path}", HOME=str(cwd), VIRTUAL_ENV=str(self.root))
+        env.pop("XDG_RUNTIME_DIR", None)
+        env.update(PATH=f"{self.bin}:{path}", HOME=str(home), VIRTUAL_ENV=str(self.root))
         return subprocess.run([str(self.bin / argv[0]), *argv[1:]], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)
 
@@ -106,6 +109,8 @@ def test_the_suite_passes_from_an_empty_folder(installed: Venv, empty: Path) -> 
     assert "Docker Engine running on Linux" in kind_line and "or Docker Desktop" not in kind_line
     assert "Docker Desktop is not supported" in kind_line  # as the README says
     assert list(empty.iterdir()) == []  # nothing written into the user's folder
+    runs = installed.root.parent / "home" / ".cache" / "crossfed" / "runs"
+    assert list(runs.iterdir()) == []  # the run's keys and tokens removed at its end
 
 
 def test_crossfed_test_runs_the_same_suite(installed: Venv, empty: Path) -> None:
