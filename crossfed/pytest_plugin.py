@@ -179,8 +179,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def engaged(config: pytest.Config) -> bool:
     """Did the user ask for crossfed before collection: an option or CROSSFED_* variable, or a
     crossfed marker in `-m`? (A test using the `federation` fixture engages it too; see USED.)"""
-    if any(config.getoption(dest) not in (default, None, False) and
-           config.getoption(dest) != default for dest, default in _OPTION_DESTS):
+    if any(config.getoption(dest) not in (default, None, False)
+           for dest, default in _OPTION_DESTS):
         return True
     if any(os.environ.get(name) for name in ENV_VARS):
         return True

@@ -16,6 +16,7 @@ Choices where AWS documents nothing (UNDOC), written down here and tested in tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -72,7 +73,7 @@ class IamDirectory(Protocol):
 class WebIdentityRequest:
     role_arn: str
     session_name: str
-    token: str
+    token: str = dataclasses.field(repr=False)  # never in a repr or a traceback
     duration_seconds: int | None = None
     provider_id: str | None = None
     policy: str | None = None

@@ -40,5 +40,6 @@ def test_probe_output_carries_no_token(federation: Federation) -> None:
 def test_fingerprint_and_scrub_keep_only_digest_and_tail() -> None:
     secret = "eyJhbGciOi.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVlLWhlcmU"
     shown = fingerprint(secret)
-    assert shown.startswith("sha256:") and shown.endswith(secret[-6:]) and secret not in shown
-    assert secret not in scrub(f"token={secret}!", secret)
+    assert shown.startswith("sha256:") and shown.endswith(secret[-6:])
+    leaked = secret in shown or secret in scrub(f"token={secret}!", secret)
+    assert not leaked, "the secret shows in full"  # a boolean: the failure prints no secret

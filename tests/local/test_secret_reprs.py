@@ -56,6 +56,16 @@ def test_access_token_and_secret_value_reprs_hide_the_value() -> None:
     assert version.version in repr(version) and "the-secret-value" not in repr(version)
 
 
+def test_web_identity_request_repr_has_no_token() -> None:
+    from crossfed.aws.web_identity import parse_request
+
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+    request = parse_request({"RoleArn": "arn:aws:iam::123456789012:role/r",
+                             "RoleSessionName": "session", "WebIdentityToken": token})
+    assert request.token == token and "arn:aws:iam::123456789012:role/r" in repr(request)
+    assert _leaks(repr(request), token, token.split(".")[2]) == []
+
+
 def test_webhook_pki_and_run_ca_reprs_hold_no_private_key(tmp_path: Path) -> None:
     key = SigningKey.generate()
     pki = WebhookPKI("CERT", key.private_pem().decode(), "CA")
