@@ -51,10 +51,17 @@ class LearnedIssuer:
 def _get_json(api_client: Any, path: str) -> dict[str, Any]:
     """GET through the kubernetes client's authenticated connection (raw body, no model)."""
     from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
 
     try:
         response = api_client.call_api(path, "GET", auth_settings=["BearerToken"],
                                        _preload_content=False, _request_timeout=15)
+    except HTTPError as exc:  # refused, timed out, TLS: urllib3 gave up after its retries
+        server = getattr(api_client.configuration, "host", "?")
+        reason = getattr(exc, "reason", None) or exc
+        raise LearnError(f"cannot reach the cluster's API server {server} for {path}: "
+                         f"{reason}; check that the cluster is up and that the kubeconfig "
+                         "points at it") from exc
     except ApiException as exc:
         hint = (" (ServiceAccountIssuerDiscovery disabled, or the kubeconfig's user may not "
                 "read it: grant system:service-account-issuer-discovery)"

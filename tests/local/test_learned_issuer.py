@@ -126,3 +126,25 @@ def test_mirror_does_not_stand_in_for_another_issuer(clouds: LocalStandIns,
     plan = FederationPlan("learned-other", ACCOUNT).denied("InvalidIdentityToken", "keys")
     _check_aws(clouds, teardown, plan, Issuer(other, cluster_key).mint(ACCOUNT, [STS_AUDIENCE]),
                issuer_url=other, locations={other: mirror})
+
+
+def test_an_unreachable_api_server_is_one_line_with_the_fix() -> None:
+    """A kubeconfig pointing at a cluster that is down: the reason and what to check, not
+    urllib3's retry traceback."""
+    import socket
+
+    from kubernetes import client
+
+    from crossfed.issuer.learned import LearnError, learn_from_api_server
+
+    with socket.socket() as hole:  # bound, never listening: connections are refused
+        hole.bind(("127.0.0.1", 0))
+        configuration = client.Configuration()
+        configuration.host = f"https://127.0.0.1:{hole.getsockname()[1]}"
+        configuration.retries = 0
+        with pytest.raises(LearnError) as caught:
+            learn_from_api_server(client.ApiClient(configuration))
+    message = str(caught.value)
+    assert message.startswith(f"cannot reach the cluster's API server {configuration.host} "
+                              "for /.well-known/openid-configuration")
+    assert "check that the cluster is up" in message and "\n" not in message

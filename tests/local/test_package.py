@@ -146,7 +146,9 @@ def test_kind_set_up_finds_its_files_from_the_wheel(installed: Venv, empty: Path
     # set-up went on to the cluster itself: the fakes serve no API server, so the scenario
     # errors there, and the run deletes the cluster it created
     assert result.returncode == 1, result.stdout[-3000:]
-    assert "1 error" in result.stdout and "port=40123" in result.stdout, result.stdout[-3000:]
+    assert "1 error" in result.stdout, result.stdout[-3000:]
+    assert ("cannot reach the cluster's API server https://127.0.0.1:40123" in result.stdout
+            and "check that the cluster is up" in result.stdout), result.stdout[-3000:]
     assert tools["clusters"] == {}
     assert ["kind", "delete", "cluster", "--name", "crossfed"] in [c[:5] for c in tools["calls"]]
 
