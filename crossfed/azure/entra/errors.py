@@ -43,6 +43,24 @@ class MissingParameter(EntraError):
     code, error, status = 900144, "invalid_request", 400
 
 
+class MissingRequiredField(EntraError):
+    """A client-credentials request without `scope` (Entra answers 90014 here, not 900144).
+    Name and code: ENTRA reference-error-codes.md (MissingRequiredField); the message opening,
+    `invalid_request` and the grant it comes from: field (mullerpeter/databricks-grafana#99,
+    client secret; ServiceNow KB0866332). Status 400: RFC 6749 section 5.2 for
+    invalid_request, as Entra's other invalid_request answers (not stated in those sources)."""
+    code, error, status = 90014, "invalid_request", 400
+
+
+class MethodNotAccepted(EntraError):
+    """The token endpoint asked with another verb than POST. Name, code and message template:
+    ENTRA reference-error-codes.md (BadResourceRequestInvalidRequest); status 400: field
+    (NunoFilipeMota/PublicScripts#5, "(400) Bad Request").
+    CHOICE: `error` is invalid_request (no source gives it; the docs' class for protocol
+    errors)."""
+    code, error, status = 900561, "invalid_request", 400
+
+
 class UnsupportedGrantType(EntraError):
     code, error, status = 70003, "unsupported_grant_type", 400  # status assumed
 
@@ -55,6 +73,15 @@ class MissingClientCredential(EntraError):
 class InvalidScope(EntraError):
     """Client credentials need exactly one `<resource>/.default` scope."""
     code, error, status = 1002012, "invalid_scope", 400  # status assumed
+
+
+class ResourceNotFound(EntraError):
+    """The scope names a resource no service principal of the tenant stands for. Name, code and
+    message opening: ENTRA reference-error-codes.md (InvalidResourceServicePrincipalNotFound);
+    `invalid_resource` and error_codes [500011]: field (rootinc/laravel-azure-middleware#51,
+    Azure/azure-cli#29113). CHOICE: status 400 (RFC 6749 section 5.2's status for every
+    error but invalid_client; no source shows it)."""
+    code, error, status = 500011, "invalid_resource", 400
 
 
 # --- tenant and client -------------------------------------------------------------------
@@ -140,6 +167,22 @@ WRONG_ASSERTION_TYPE = (
 MISSING_CREDENTIAL = (
     "The request body must contain the following parameter: 'client_assertion' or "
     "'client_secret'."
+)
+# The first sentence is Entra's (field, see MissingRequiredField); the second is ours.
+MISSING_REQUIRED_FIELD = (
+    "The required field '{name}' is missing from the credential. The client credentials grant "
+    "needs it: send scope=<resource>/.default."
+)
+# Entra's template: "The endpoint only accepts {valid_verbs} requests. Received a
+# {invalid_verb} request." CHOICE: valid_verbs is "POST" (as in the 2026 field reports; older
+# ones read "POST, OPTIONS": the stand-in serves no CORS preflight).
+METHOD_NOT_ACCEPTED = "The endpoint only accepts POST requests. Received a {method} request."
+# The first sentence is Entra's documented pattern; the rest is ours. CHOICE: {tenant} is the
+# tenant id (real answers show the tenant's name or id; ours have no name).
+RESOURCE_NOT_FOUND = (
+    "The resource principal named {resource} was not found in the tenant named {tenant}. "
+    "No application or first-party service with that identifier is known to this tenant: "
+    "check the resource part of the scope, or the tenant the request was sent to."
 )
 UNSUPPORTED_GRANT = "The app requested an unsupported grant type '{grant_type}'."
 INVALID_SCOPE = (

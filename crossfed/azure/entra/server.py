@@ -4,11 +4,14 @@ own decision feed.
 
 What azure-identity and MSAL Python send is in the facts file, sections 1 and 5. Choices where
 Entra documents nothing (UNDOC):
-- order of the token endpoint's checks: tenant, grant_type, client_id, scope, a credential;
-  then the credential's own checks (crossfed.azure.entra.assertion);
+- order of the token endpoint's checks: the HTTP verb (POST only, else AADSTS900561, before
+  the tenant), tenant, grant_type, client_id, scope (missing: AADSTS90014), a credential, the
+  scope's shape, its resource (AADSTS500011); then the credential's own checks
+  (crossfed.azure.entra.assertion);
 - a request with both client_assertion and client_secret is judged on the assertion;
 - scopes: `openid`, `profile` and `offline_access` are ignored; what remains must be exactly
-  one `<resource>/.default` (else AADSTS1002012);
+  one `<resource>/.default` (else AADSTS1002012); an empty `scope=` counts as missing;
+- resources: only those in KNOWN_RESOURCES exist in every tenant (see there);
 - Correlation ID echoes the client's `client-request-id` (MSAL) or `x-ms-client-request-id`
   (azure-core) header, else a fresh id; the Trace ID is also the decision's request_id;
 - instance discovery answers for any authorization_endpoint host: MSAL drops the port, and a
@@ -46,11 +49,24 @@ from crossfed.pki import RunCA
 
 TOKEN_ACTION = "oauth2/v2.0/token"
 RESERVED_SCOPES = {"openid", "profile", "offline_access"}
+# CHOICE: the resources every tenant of the stand-in knows, by identifier URI: the first-party
+# services the harness and its workloads ask for (Key Vault, ARM under both of its names,
+# Microsoft Graph) and the token-exchange audience api://AzureADTokenExchange. Matched exactly,
+# trailing "/" ignored. Any other resource answers AADSTS500011, as in a tenant where it has no
+# service principal; app ids (GUIDs) and the tenant's own applications' URIs are not resources
+# here.
+KNOWN_RESOURCES = frozenset({
+    "https://vault.azure.net",
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+    "https://graph.microsoft.com",
+    "api://AzureADTokenExchange",
+})
 SHARED_TENANTS = {"common"}  # served keys without being a tenant of the directory
 
 URLS = Map([
     Rule("/common/discovery/instance", endpoint="instance", methods=["GET"]),
-    Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
+    Rule("/<tenant>/oauth2/v2.0/token", endpoint="token"),  # any verb: others get 900561
     Rule("/<tenant>/v2.0/.well-known/openid-configuration", endpoint="openid", methods=["GET"]),
     Rule("/<tenant>/discovery/v2.0/keys", endpoint="keys", methods=["GET"]),
 ], strict_slashes=False)
@@ -66,15 +82,23 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return response
 
 
-def requested_resource(scope: str) -> str:
-    """The one resource of a client-credentials scope string (the access token's aud)."""
+def requested_resource(scope: str, tenant: str) -> str:
+    """The one resource of a client-credentials scope string (the access token's aud), if the
+    tenant knows it."""
     scopes = [s for s in scope.split() if s not in RESERVED_SCOPES]
     if len(scopes) != 1 or not scopes[0].endswith("/.default"):
         raise errors.InvalidScope(
             errors.INVALID_SCOPE.format(scope=scope), check="scope",
             detail=f"scope is {scope!r}; the client credentials grant takes exactly one "
             "'<resource>/.default' scope, e.g. https://vault.azure.net/.default")
-    return resource_of(scopes[0])
+    resource = resource_of(scopes[0])
+    if resource.rstrip("/") not in KNOWN_RESOURCES:
+        raise errors.ResourceNotFound(
+            errors.RESOURCE_NOT_FOUND.format(resource=resource, tenant=tenant),
+            check="resource",
+            detail=f"no service principal of tenant {tenant} has the identifier {resource!r}; "
+            f"known here: {', '.join(sorted(KNOWN_RESOURCES))}")
+    return resource
 
 
 def check_request_shape(form: MultiDict[str, str]) -> None:
@@ -86,9 +110,13 @@ def check_request_shape(form: MultiDict[str, str]) -> None:
         raise errors.UnsupportedGrantType(
             errors.UNSUPPORTED_GRANT.format(grant_type=grant_type), check="request",
             detail="the stand-in implements the client credentials grant only")
-    for name in ("client_id", "scope"):
-        if not form.get(name):
-            raise _missing(name)
+    if not form.get("client_id"):
+        raise _missing("client_id")
+    if not form.get("scope", "").strip():
+        raise errors.MissingRequiredField(
+            errors.MISSING_REQUIRED_FIELD.format(name="scope"), check="request",
+            detail="the form body has no 'scope' field (or an empty one); the client "
+            "credentials grant needs '<resource>/.default', e.g. https://vault.azure.net/.default")
     if not (form.get("client_assertion") or form.get("client_assertion_type")
             or form.get("client_secret")):
         raise errors.MissingClientCredential(
@@ -161,8 +189,10 @@ class EntraApp:
         })
 
     def on_token(self, request: Request, tenant: str) -> Response:
-        form = request.form
         trace_id = str(uuid.uuid4())
+        if request.method != "POST":
+            return self._wrong_method(request, trace_id)
+        form = request.form
         client_id = form.get("client_id", "")
         assertion = form.get("client_assertion", "")
         decision = Decision(request_id=trace_id, action=TOKEN_ACTION, target=client_id,
@@ -185,12 +215,23 @@ class EntraApp:
 
     # --- helpers -----------------------------------------------------------------------
 
+    def _wrong_method(self, request: Request, trace_id: str) -> Response:
+        """AADSTS900561 for any verb but POST; nothing of the request is read."""
+        error = errors.MethodNotAccepted(
+            errors.METHOD_NOT_ACCEPTED.format(method=request.method), check="method",
+            detail=f"{request.method} on the token endpoint; tokens are requested with POST "
+            "and a form-urlencoded body")
+        self.decisions.record(Decision(
+            request_id=trace_id, action=TOKEN_ACTION, target="", token={}, allowed=False,
+            code=error.aadsts, message=error.message, check=error.check, detail=error.detail))
+        return self._error(error, request, trace_id)
+
     def authenticate(self, tenant: str, form: MultiDict[str, str],
                      assertion: str) -> tuple[ServicePrincipal, str, str, str]:
         """(principal, appidacr, resource, how) or the EntraError to answer with."""
         find_tenant(self.directory, tenant)
         check_request_shape(form)
-        resource = requested_resource(form["scope"])
+        resource = requested_resource(form["scope"], tenant)
         client_id = form["client_id"]
         if assertion:
             grant = self.verifier.verify_grant(tenant, client_id, assertion)

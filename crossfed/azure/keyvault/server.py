@@ -23,7 +23,10 @@ run's own CA. Never turn it off for a real vault: there the check is what keeps 
 Choices where Key Vault documents nothing (UNDOC):
 - unknown paths answer 404 code NotFound, known paths with another method 405
   MethodNotAllowed (with Allow), both before authentication so a wrong URL is named as such;
-- api-version must be present (any value); a missing one is 400 BadParameter;
+- api-version: missing (Key Vault documents that there is no default) or malformed is 400
+  BadParameter. CHOICE: a well-formed version is accepted whether or not Key Vault has it
+  (the stand-in speaks one protocol for all), so 7.9 or 2031-01-01 pass; well-formed is
+  API_VERSION: N.N or a calendar date YYYY-MM-DD, then optionally -preview or -preview.N;
 - every 401 carries the WWW-Authenticate challenge, so the SDK fetches a token once more and
   then gives up with ClientAuthenticationError (two requests per failed call);
 - the name is validated after authentication and before authorization; a version that is not
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import json
 import re
 import threading
@@ -80,8 +84,24 @@ MAX_RESULTS = 25  # Key Vault's page size limit (SPECS: maxresults 1..25)
 RECOVERY_LEVEL = "Recoverable+Purgeable"
 RECOVERABLE_DAYS = 90
 NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+API_VERSION = re.compile(r"(?:\d{1,2}\.\d{1,2}|(?P<date>\d{4}-\d{2}-\d{2}))"
+                         r"(?:-preview(?:\.\d{1,2})?)?")  # used with fullmatch
 
 WSGIStart = Callable[..., Any]
+
+
+def check_api_version(version: str) -> None:
+    """Raise BadParameter unless `version` has the shape of a Key Vault api-version."""
+    if not version:
+        raise errors.missing_api_version()
+    shape = API_VERSION.fullmatch(version)
+    if shape is None:
+        raise errors.unrecognized_api_version(version)
+    if shape.group("date"):
+        try:
+            datetime.date.fromisoformat(shape.group("date"))
+        except ValueError:
+            raise errors.unrecognized_api_version(version) from None
 
 
 @dataclass
@@ -206,9 +226,7 @@ class VaultApp:
             if operation is None:
                 raise errors.method_not_allowed(request.method, request.path, tuple(methods))
             action, target = operation.action, f"{self.vault.name}/{route.name or '*'}"
-            if not request.args.get("api-version"):
-                raise errors.bad_request("The api-version query parameter is required.",
-                                         "add ?api-version=7.4 (any version is accepted)")
+            check_api_version(request.args.get("api-version", ""))
             bearer = self._bearer(request)
             summary = token_summary(bearer)
             claims = self._authenticate(bearer)
