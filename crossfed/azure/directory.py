@@ -74,6 +74,10 @@ class Directory:
         with self._lock:
             return self._principals.get((tenant_id, client_id))
 
+    def principals(self, tenant_id: str) -> list[ServicePrincipal]:
+        with self._lock:
+            return [p for p in self._principals.values() if p.tenant_id == tenant_id]
+
     def by_object_id(self, object_id: str) -> ServicePrincipal | None:
         with self._lock:
             return next((p for p in self._principals.values() if p.object_id == object_id), None)

@@ -127,8 +127,13 @@ class AzureProvisioner:
             "properties": {"tenantId": self.account.tenant_id,
                            "sku": {"family": "A", "name": "standard"},
                            "accessPolicies": policies}}).result()
-        teardown.add(f"vault {name}", lambda: self.vaults.vaults.delete(group, name))
+        teardown.add(f"vault {name}", lambda: self._delete_vault(group, name))
         return vault
+
+    def _delete_vault(self, group: str, name: str) -> None:
+        """Delete soft-deletes (mandatory since Feb 2025): purge, or the name stays taken."""
+        self.vaults.vaults.delete(group, name)
+        self.vaults.vaults.begin_purge_deleted(name, self.account.location).result()
 
     def _secret_client(self, vault_url: str) -> SecretClient:
         kwargs: dict[str, Any] = {}

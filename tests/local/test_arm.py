@@ -416,6 +416,8 @@ def test_vault_delete_closes_it_and_get_is_404(env: Env) -> None:
         kv.vaults.get(GROUP, "cf-vault-4")
     assert caught.value.error.code == "ResourceNotFound"
     assert list(kv.vaults.list_by_resource_group(GROUP)) == []
+    # soft-deleted: the name is free again once purged (tests/local/test_arm_cloud_tier.py)
+    kv.vaults.begin_purge_deleted("cf-vault-4", "westeurope").result()
     kv.vaults.begin_create_or_update(GROUP, "cf-vault-4", vault_body(env, [])).result()
 
 
@@ -507,14 +509,18 @@ def test_unknown_principal_of_the_tenant_is_403(env: Env) -> None:
     assert response.json()["error"]["code"] == "AuthorizationFailed"
 
 
-def test_any_principal_of_the_tenant_acts_as_owner(env: Env) -> None:
-    """No RBAC locally: a managed identity's management token may write too."""
+def test_a_principal_without_a_role_assignment_is_403(env: Env) -> None:
+    """Only the administrator holds a role (Owner); a managed identity's token may not write."""
     identity = new_identity(env)
     principal = env.directory.by_client_id(env.tenant, identity.client_id)
     assert principal is not None
     as_identity = env.msi(SignerCredential(env.signer, principal))
-    assert as_identity.user_assigned_identities.create_or_update(
-        GROUP, "made-by-identity", {"location": "westeurope"}).client_id
+    with pytest.raises(HttpResponseError) as caught:
+        as_identity.user_assigned_identities.create_or_update(
+            GROUP, "made-by-identity", {"location": "westeurope"})
+    assert caught.value.status_code == 403
+    assert caught.value.error.code == "AuthorizationFailed"
+    assert "'Microsoft.ManagedIdentity/userAssignedIdentities/write'" in caught.value.message
 
 
 def test_wrong_subscription_is_404(env: Env) -> None:

@@ -1,28 +1,40 @@
-"""Azure Resource Manager stand-in, the model: user-assigned managed identities, their federated
-identity credentials and Key Vault vaults, as the management SDKs see them. No HTTP here: the
-handlers take parsed JSON and return JSON-ready dicts, or raise ArmError.
+"""Azure Resource Manager stand-in, the model: resource groups, user-assigned managed identities,
+their federated identity credentials, Key Vault vaults (soft-deleted on delete) and role
+assignments, as the management SDKs see them. No HTTP here: the handlers take parsed JSON and
+return JSON-ready dicts, or raise ArmError.
 
 Local simplifications (real ARM behaves otherwise; none of them changes what the SDKs send):
-- Resource groups are implicit: any name is accepted and nothing lists or deletes them, so there
-  is no ResourceGroupNotFound. Only the subscription is checked (404 SubscriptionNotFound).
-- No RBAC: every principal of the tenant with a valid management token acts as Owner.
+- Implicit resource groups (implicit_groups=True, the default): a PUT of an identity or vault
+  into a group never PUT creates that group (in the resource's location, without tags), and
+  reads in an unknown group find nothing; real ARM answers both with 404 ResourceGroupNotFound,
+  as the stand-in does with implicit_groups=False. Groups PUT explicitly are real objects either
+  way: GET/HEAD/DELETE/list with ARM's tag $filter.
+- RBAC is Owner, Contributor or Reader at a scope (a prefix of the request's path), granted by
+  assign_role(); nothing serves Microsoft.Authorization over HTTP.
 - Names are case-insensitive, as in ARM; the casing of the first PUT is kept.
 - Any date-shaped api-version from the type's first version on is accepted; real ARM answers
   versions it does not know with 400 NoRegisteredProviderFound, we keep no list of them.
 - Writes complete at once: a vault PUT answers 201/200 with provisioningState Succeeded, so the
   SDK's poller finishes without polling. FIC writes are serialized by a lock, so the real 409
   ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity never happens.
-- Vault delete purges at once (no soft delete): the name is free again immediately.
+- Vault delete soft-deletes (retention 90 days, purge protection off, as crossfed's vaults must
+  be): the name answers 409 ConflictError until purged. Recovery (createMode "recover") is not
+  served, and nothing purges at scheduledPurgeDate.
+- Long-running operations (resource group delete, purge) are done when they answer: 202 with a
+  Location whose GET answers 200, and Retry-After 0 so that the SDK's poller does not wait.
 - Access policies keep key, certificate and storage permissions only for the ARM view; the model
   Vault (what the data plane enforces) holds secret permissions.
-- Not served: PATCH on identities and vaults, list by subscription, deleted vaults, operations.
+- Not served: PATCH on identities, vaults and groups, list of identities or vaults by
+  subscription, resource group export and move.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from crossfed.azure.directory import (
@@ -37,6 +49,9 @@ IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 CREDENTIAL_TYPE = IDENTITY_TYPE + "/federatedIdentityCredentials"
 VAULT_TYPE = "Microsoft.KeyVault/vaults"
 ACCESS_POLICY_TYPE = VAULT_TYPE + "/accessPolicies"
+DELETED_VAULT_TYPE = "Microsoft.KeyVault/deletedVaults"
+GROUP_TYPE = "Microsoft.Resources/resourceGroups"
+OPERATION_TYPE = "Microsoft.Resources/operationResults"  # ours: operation results of any type
 
 # First api-version of each type (SPECS msi and keyvault folders); FICs arrived in 2022.
 FIRST_API_VERSION = {
@@ -44,6 +59,9 @@ FIRST_API_VERSION = {
     CREDENTIAL_TYPE: "2022-01-31-preview",
     VAULT_TYPE: "2015-06-01",
     ACCESS_POLICY_TYPE: "2015-06-01",
+    DELETED_VAULT_TYPE: "2016-10-01",
+    GROUP_TYPE: "2015-01-01",
+    OPERATION_TYPE: "2015-01-01",
 }
 API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
 # properties.isolationScope of an identity exists from this api-version on (SPECS
@@ -58,6 +76,12 @@ CREDENTIAL_FIELD_MAX = 600
 IDENTITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$")
 # Key Vault: 3-24 chars, starts with a letter, ends with a letter or digit, no "--".
 VAULT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+# Resource groups: 1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'.
+GROUP_NAME = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+# ARM's tag filter on resource groups: tagName eq 'x' [and tagValue eq 'y'].
+TAG_FILTER = re.compile(r"^\s*tagName\s+eq\s+'([^']*)'(?:\s+and\s+tagValue\s+eq\s+'([^']*)')?\s*$",
+                        re.IGNORECASE)
+SOFT_DELETE_RETENTION_DAYS = 90  # the default, and what a vault PUT without the field gets
 SKU_NAMES = ("standard", "premium")
 POLICY_KINDS = ("add", "replace", "remove")
 OTHER_PERMISSION_KINDS = ("keys", "certificates", "storage")
@@ -104,8 +128,52 @@ class VaultResource:
     vault: Vault
     sku: dict[str, str]
     tags: dict[str, str] = field(default_factory=dict)
+    retention_days: int = SOFT_DELETE_RETENTION_DAYS
     # keys/certificates/storage permissions per policy; secrets live on vault.access_policies
     other_permissions: dict[PolicyKey, dict[str, list[str]]] = field(default_factory=dict)
+
+
+@dataclass
+class ResourceGroup:
+    name: str
+    location: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DeletedVault:
+    """A soft-deleted vault: its name stays taken until purged."""
+
+    resource: VaultResource
+    deletion_date: datetime
+    vault_id: str
+
+    @property
+    def scheduled_purge_date(self) -> datetime:
+        return self.deletion_date + timedelta(days=self.resource.retention_days)
+
+
+# Roles and what they allow (Azure built-in roles: Owner "*", Contributor "*" except
+# Microsoft.Authorization writes and deletes, Reader "*/read").
+ROLES = ("Owner", "Contributor", "Reader")
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    principal_id: str  # object id
+    role: str
+    scope: str  # "/subscriptions/{sub}" or deeper
+
+    def allows(self, action: str, scope: str) -> bool:
+        inside = (scope.lower() + "/").startswith(self.scope.lower().rstrip("/") + "/")
+        if not inside:
+            return False
+        if self.role == "Owner":
+            return True
+        if self.role == "Contributor":
+            return not action.lower().startswith("microsoft.authorization/") or \
+                action.lower().endswith("/read")
+        return action.lower().endswith("/read")
 
 
 @dataclass(frozen=True)
@@ -130,6 +198,10 @@ def policy_key(tenant_id: str, object_id: str, application_id: str | None) -> Po
 
 def bad_request(message: str, code: str = "BadRequest") -> ArmError:
     return ArmError(400, code, message)
+
+
+def group_not_found(group: str) -> ArmError:
+    return ArmError(404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
 
 
 def not_found(resource_type: str, name: str, group: str) -> ArmError:
@@ -199,6 +271,26 @@ def _tags(body: dict[str, Any]) -> dict[str, str]:
     return dict(tags)
 
 
+def _retention(properties: dict[str, Any]) -> int | None:
+    """softDeleteRetentionInDays: 7-90, set at creation (facts: soft-delete-overview.md)."""
+    value = properties.get("softDeleteRetentionInDays")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 7 <= value <= 90:
+        raise bad_request("The parameter properties.softDeleteRetentionInDays must be between 7 "
+                          "and 90.")
+    return value
+
+
+def _location_name(location: str) -> str:
+    """ARM's name of a location in paths: 'West Europe' -> 'westeurope'."""
+    return location.replace(" ", "").lower()
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _union(current: list[str], added: list[str]) -> list[str]:
     """Permissions are case-insensitive: keep the first spelling, drop repeats."""
     seen = {p.lower() for p in current}
@@ -245,12 +337,140 @@ class ResourceManager:
     """ARM's view of one subscription; identities are also service principals in Directory."""
 
     def __init__(self, directory: Directory, tenant_id: str, subscription_id: str,
-                 vault_host: VaultHost) -> None:
+                 vault_host: VaultHost, implicit_groups: bool = True) -> None:
         self.directory, self.tenant_id = directory, tenant_id
         self.subscription_id, self.vault_host = subscription_id, vault_host
+        self.implicit_groups = implicit_groups
+        self._groups: dict[str, ResourceGroup] = {}
         self._identities: dict[tuple[str, str], UserAssignedIdentity] = {}
         self._vaults: dict[str, VaultResource] = {}  # by name: vault names are global
+        self._deleted_vaults: dict[str, DeletedVault] = {}  # by name, until purged
+        self._operations: set[str] = set()  # finished long-running operations
+        self._assignments: list[RoleAssignment] = []
         self._lock = threading.RLock()
+
+    # -- role assignments
+
+    @property
+    def subscription_scope(self) -> str:
+        return f"/subscriptions/{self.subscription_id}"
+
+    def assign_role(self, principal_id: str, role: str = "Owner",
+                    scope: str | None = None) -> RoleAssignment:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        assignment = RoleAssignment(principal_id, role, scope or self.subscription_scope)
+        with self._lock:
+            self._assignments.append(assignment)
+        return assignment
+
+    def authorized(self, principal_id: str, action: str, scope: str) -> bool:
+        with self._lock:
+            return any(a.allows(action, scope) for a in self._assignments
+                       if a.principal_id.lower() == principal_id.lower())
+
+    # -- resource groups
+
+    def group_id(self, name: str) -> str:
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{name}"
+
+    def group_json(self, group: ResourceGroup) -> dict[str, Any]:
+        return {"id": self.group_id(group.name), "name": group.name, "type": GROUP_TYPE,
+                "location": group.location, "tags": dict(group.tags),
+                "properties": {"provisioningState": "Succeeded"}}
+
+    def _group(self, name: str) -> ResourceGroup:
+        group = self._groups.get(name.lower())
+        if group is None:
+            raise group_not_found(name)
+        return group
+
+    def _group_for_write(self, name: str, location: str) -> None:
+        """A resource PUT needs its group: 404, or created implicitly (local relaxation)."""
+        if name.lower() in self._groups:
+            return
+        if not self.implicit_groups:
+            raise group_not_found(name)
+        self._groups[name.lower()] = ResourceGroup(name, location)
+
+    def _group_for_read(self, name: str) -> bool:
+        """False when the group does not exist and reads should find nothing (implicit)."""
+        if name.lower() in self._groups:
+            return True
+        if not self.implicit_groups:
+            raise group_not_found(name)
+        return False
+
+    def put_group(self, name: str, body: Any) -> tuple[dict[str, Any], bool]:
+        if not GROUP_NAME.match(name):  # code assumed
+            raise bad_request(f"Resource group name '{name}' is invalid: use 1-90 letters, "
+                              "digits, '_', '-', '.', '(' or ')', not ending in '.'.",
+                              "InvalidResourceGroupName")
+        body = _object(body, "the request body")
+        location, tags = _location(body), _tags(body)
+        with self._lock:
+            group = self._groups.get(name.lower())
+            if group is not None:
+                if not _same_location(group.location, location):  # code seen in the field
+                    raise ArmError(409, "InvalidResourceGroupLocation", f"Invalid resource "
+                                   f"group location '{location}'. The Resource group already "
+                                   f"exists in location '{group.location}'.")
+                group.tags = tags
+                return self.group_json(group), False
+            group = ResourceGroup(name, location, tags)
+            self._groups[name.lower()] = group
+            return self.group_json(group), True
+
+    def get_group(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self.group_json(self._group(name))
+
+    def group_exists(self, name: str) -> bool:
+        with self._lock:
+            return name.lower() in self._groups
+
+    def list_groups(self, filter_: str | None) -> dict[str, Any]:
+        tag: tuple[str, str | None] | None = None
+        if filter_:
+            found = TAG_FILTER.match(filter_)
+            if found is None:  # code assumed
+                raise bad_request(f"The $filter '{filter_}' is not supported: use "
+                                  "\"tagName eq 'name'\" optionally followed by \"and tagValue "
+                                  "eq 'value'\".", "InvalidFilterInQueryString")
+            tag = (found.group(1), found.group(2))
+        with self._lock:
+            groups = list(self._groups.values())
+        if tag is not None:
+            name, value = tag  # tag names ignore case, values do not
+            groups = [g for g in groups if any(
+                k.lower() == name.lower() and (value is None or v == value)
+                for k, v in g.tags.items())]
+        return {"value": [self.group_json(g) for g in groups]}
+
+    def delete_group(self, name: str) -> str:
+        """Deletes the group and what it holds (identities with their credentials; vaults are
+        soft-deleted); returns the id of the finished operation."""
+        with self._lock:
+            group = self._group(name)
+            for key in [k for k in self._identities if k[0] == group.name.lower()]:
+                self.delete_identity(self._identities[key].resource_group, key[1])
+            for resource in [r for r in self._vaults.values()
+                             if r.resource_group.lower() == group.name.lower()]:
+                self.delete_vault(resource.resource_group, resource.name)
+            del self._groups[group.name.lower()]
+            return self.finished_operation()
+
+    # -- long-running operations
+
+    def finished_operation(self) -> str:
+        operation = uuid.uuid4().hex.upper()
+        with self._lock:
+            self._operations.add(operation)
+        return operation
+
+    def operation_done(self, operation: str) -> bool:
+        with self._lock:
+            return operation in self._operations
 
     # -- subscription and ids
 
@@ -271,6 +491,7 @@ class ResourceManager:
     # -- user-assigned identities
 
     def _identity(self, group: str, name: str) -> UserAssignedIdentity:
+        self._group_for_read(group)
         identity = self._identities.get((group.lower(), name.lower()))
         if identity is None:
             raise not_found(IDENTITY_TYPE, name, group)
@@ -300,6 +521,7 @@ class ResourceManager:
         location, tags = _location(body), _tags(body)
         scope = _isolation_scope(body) if has_isolation_scope(api_version) else None
         with self._lock:
+            self._group_for_write(group, location)
             identity = self._identities.get((group.lower(), name.lower()))
             if identity is not None:
                 self._check_location(identity.name, identity.location, group, location)
@@ -329,6 +551,7 @@ class ResourceManager:
     def delete_identity(self, group: str, name: str) -> bool:
         """Removes the service principal (and with it its FICs); False if there was none."""
         with self._lock:
+            self._group_for_read(group)
             identity = self._identities.pop((group.lower(), name.lower()), None)
             if identity is None:
                 return False
@@ -337,6 +560,7 @@ class ResourceManager:
 
     def list_identities(self, group: str, api_version: str | None = None) -> dict[str, Any]:
         with self._lock:
+            self._group_for_read(group)
             found = [self.identity_json(i, api_version) for (g, _), i in self._identities.items()
                      if g == group.lower()]
         return {"value": found}
@@ -431,6 +655,7 @@ class ResourceManager:
     # -- vaults
 
     def _vault(self, group: str, name: str) -> VaultResource:
+        self._group_for_read(group)
         resource = self._vaults.get(name.lower())
         if resource is None or resource.resource_group.lower() != group.lower():
             raise not_found(VAULT_TYPE, name, group)
@@ -462,6 +687,7 @@ class ResourceManager:
                 "accessPolicies": self.policies_json(resource),
                 "enableRbacAuthorization": vault.enable_rbac_authorization,
                 "vaultUri": vault.uri, "provisioningState": "Succeeded",
+                "enableSoftDelete": True, "softDeleteRetentionInDays": resource.retention_days,
             },
         }
 
@@ -497,7 +723,15 @@ class ResourceManager:
         location, properties, sku, policies = self._parse_vault(body)
         tags = _tags(body)
         rbac = properties.get("enableRbacAuthorization") is True
+        retention = _retention(properties)
         with self._lock:
+            self._group_for_write(group, location)
+            if name.lower() in self._deleted_vaults:  # message as real ARM sends it (field)
+                raise ArmError(409, "ConflictError", "A vault with the same name already exists "
+                               "in deleted state. You need to either recover or purge existing "
+                               "key vault. Follow this link "
+                               "https://go.microsoft.com/fwlink/?linkid=2149745 for more "
+                               "information on soft delete.")
             resource = self._vaults.get(name.lower())
             if resource is not None and resource.resource_group.lower() != group.lower():
                 raise ArmError(409, "VaultAlreadyExists", f"The vault name '{name}' is already "
@@ -505,7 +739,8 @@ class ResourceManager:
             if resource is None:
                 vault = Vault(name, properties["tenantId"], location,
                               enable_rbac_authorization=rbac)
-                resource = VaultResource(name, group, vault, sku, tags)
+                resource = VaultResource(name, group, vault, sku, tags, retention or
+                                         SOFT_DELETE_RETENTION_DAYS)
                 self._set_policies(resource, policies)
                 vault.uri = self.vault_host.open_vault(vault)
                 self._vaults[name.lower()] = resource
@@ -523,21 +758,66 @@ class ResourceManager:
             return self.vault_json(self._vault(group, name))
 
     def delete_vault(self, group: str, name: str) -> bool:
-        """Closes the data plane and forgets the vault (purged, no soft delete)."""
+        """Closes the data plane and soft-deletes the vault: its name stays taken until purged."""
         with self._lock:
-            try:
-                resource = self._vault(group, name)
-            except ArmError:
+            self._group_for_read(group)
+            resource = self._vaults.get(name.lower())
+            if resource is None or resource.resource_group.lower() != group.lower():
                 return False
             del self._vaults[name.lower()]
+            self._deleted_vaults[name.lower()] = DeletedVault(
+                resource, datetime.now(UTC).replace(microsecond=0),
+                self.vault_id(resource.resource_group, resource.name))
         self.vault_host.close_vault(resource.vault)
         return True
 
     def list_vaults(self, group: str) -> dict[str, Any]:
         with self._lock:
+            if not self._group_for_read(group):
+                return {"value": []}
             found = [self.vault_json(r) for r in self._vaults.values()
                      if r.resource_group.lower() == group.lower()]
         return {"value": found}
+
+    # -- soft-deleted vaults
+
+    def deleted_vault_json(self, deleted: DeletedVault) -> dict[str, Any]:
+        resource = deleted.resource
+        location = _location_name(resource.vault.location)
+        return {
+            "id": (f"/subscriptions/{self.subscription_id}/providers/Microsoft.KeyVault/"
+                   f"locations/{location}/deletedVaults/{resource.name}"),
+            "name": resource.name, "type": DELETED_VAULT_TYPE,
+            "properties": {
+                "vaultId": deleted.vault_id, "location": location,
+                "deletionDate": _timestamp(deleted.deletion_date),
+                "scheduledPurgeDate": _timestamp(deleted.scheduled_purge_date),
+                "tags": dict(resource.tags), "purgeProtectionEnabled": False,
+            },
+        }
+
+    def _deleted_vault(self, location: str, name: str) -> DeletedVault:
+        deleted = self._deleted_vaults.get(name.lower())
+        if deleted is None or not _same_location(deleted.resource.vault.location, location):
+            # code and message assumed: real ARM's for a missing deleted vault not found
+            raise ArmError(404, "ResourceNotFound", f"The Resource '{DELETED_VAULT_TYPE}/{name}'"
+                           f" in location '{location}' was not found.")
+        return deleted
+
+    def list_deleted_vaults(self) -> dict[str, Any]:
+        with self._lock:
+            return {"value": [self.deleted_vault_json(d) for d in self._deleted_vaults.values()]}
+
+    def get_deleted_vault(self, location: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self.deleted_vault_json(self._deleted_vault(location, name))
+
+    def purge_deleted_vault(self, location: str, name: str) -> str:
+        """Frees the name for good; returns the id of the finished operation."""
+        with self._lock:
+            deleted = self._deleted_vault(location, name)
+            del self._deleted_vaults[deleted.resource.name.lower()]
+            return self.finished_operation()
 
     # -- access policies
 
