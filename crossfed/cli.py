@@ -272,6 +272,18 @@ def _sweep_cluster(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def doctor_aws(args: argparse.Namespace) -> int:
+    from crossfed.doctor import aws
+    from crossfed.doctor.report import UsageError, print_report
+
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
+    try:
+        checks = aws.run(args)
+    except UsageError as exc:
+        raise CliError(str(exc)) from exc
+    return print_report(checks, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossfed", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -310,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "a run in progress is spared; 0 sweeps every run")
     clean.add_argument("--dry-run", action="store_true", help="list, delete nothing")
     clean.set_defaults(func=sweep)
+    doctor = commands.add_parser("doctor", help="read-only diagnosis of a federation from "
+                                 "what the cloud holds").add_subparsers(dest="cloud",
+                                                                        required=True)
+    aws = doctor.add_parser("aws", help="would this service account's token get the role? "
+                            "(boto3's default chain; AWS_ENDPOINT_URL, AWS_CA_BUNDLE)")
+    aws.add_argument("--role-arn", required=True)
+    aws.add_argument("--service-account", required=True, metavar="NS/NAME")
+    aws.add_argument("--kubeconfig", help="get the token by a TokenRequest in this cluster")
+    aws.add_argument("--context", help="with --kubeconfig: its context")
+    aws.add_argument("--token-file", help="the token the pod presents (instead of a cluster)")
+    aws.add_argument("--audience", default="sts.amazonaws.com",
+                     help="with --kubeconfig: the token's audience (default sts.amazonaws.com)")
+    aws.set_defaults(func=doctor_aws)
     return parser
 
 
