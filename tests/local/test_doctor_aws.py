@@ -297,3 +297,77 @@ def test_the_doctor_refuses_any_iam_write(world: World, monkeypatch: pytest.Monk
     if "doctor-never" in names:  # the guard let it through: leave the module's IAM as it was
         world.boto("iam").delete_role(RoleName="doctor-never")
     assert "doctor-never" not in names
+
+
+class _FakeApiServer:
+    """Just the TokenRequest endpoint of an API server (plain HTTP on loopback), minting with
+    serve's issuer key, as a cluster whose issuer serve stands in for would."""
+
+    def __init__(self, issuer: Issuer, accounts: set[ServiceAccountRef]) -> None:
+        import http.server
+        import re
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+        path = re.compile(r"/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token")
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                match = path.fullmatch(self.path.split("?")[0])
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                account = ServiceAccountRef(*match.groups()) if match else None
+                if account not in accounts:
+                    self._answer(404, {"kind": "Status", "apiVersion": "v1", "code": 404,
+                                       "status": "Failure", "reason": "NotFound"})
+                    return
+                spec = body["spec"]
+                token = issuer.mint(account, spec["audiences"], spec["expirationSeconds"])
+                fake.requests.append({"account": account, "spec": spec, "token": token})
+                status = {"token": token, "expirationTimestamp": "2030-01-01T00:00:00Z"}
+                self._answer(201, {**body, "status": status})
+
+            def _answer(self, status: int, document: dict[str, Any]) -> None:
+                data = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kubeconfig(self, path: Path) -> Path:
+        url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "other",
+            "clusters": [{"name": "fake", "cluster": {"server": url}}],
+            "users": [{"name": "u", "user": {"token": "not-a-secret"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}},
+                         {"name": "other", "context": {"cluster": "nowhere", "user": "u"}}]}))
+        return path
+
+
+def test_with_a_kubeconfig_the_claims_come_from_a_token_request(world: World,
+                                                                  tmp_path: Path) -> None:
+    api = _FakeApiServer(world.issuer(), {PROBE})
+    try:
+        config = str(api.kubeconfig(tmp_path / "kubeconfig"))
+        base = ["--role-arn", world.role_arn, "--kubeconfig", config, "--context", "fake"]
+        run = doctor(world, *base, "--service-account", "crossfed-probe/s3-reader")
+        assert run.code == 0 and run.failed() == [], run.stdout + run.stderr
+        assert api.requests[-1]["spec"]["audiences"] == [AUDIENCE]
+        leaked = api.requests[-1]["token"] in run.stdout + run.stderr
+        assert not leaked, "the doctor printed the TokenRequest's token"
+        wrong = doctor(world, *base, "--service-account", "crossfed-probe/s3-reader",
+                       "--audience", "api://AzureADTokenExchange")
+        assert wrong.code == 1 and wrong.failed()[0] == "audience", wrong.stdout
+        assert api.requests[-1]["spec"]["audiences"] == ["api://AzureADTokenExchange"]
+        _usage(doctor(world, *base, "--service-account", "crossfed-probe/nobody"),
+               "TokenRequest", "404")
+    finally:
+        api.server.shutdown()
