@@ -46,7 +46,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.s3.models import s3_backends
 from moto.sts.models import sts_backends
 
-from crossfed.aws import moto_iam
+from crossfed.aws import moto_iam, moto_session_policies
 from crossfed.aws.web_identity import (
     Grant,
     ProviderRecord,
@@ -97,11 +97,13 @@ class MotoIam:
 def mint_with_moto(region: str) -> Any:
     def mint(grant: Grant, request: WebIdentityRequest) -> Any:
         backend = sts_backends[account_of(grant.role.arn)][PARTITION]
-        return backend.assume_role_with_web_identity(
+        assumed = backend.assume_role_with_web_identity(
             region_name=region, role_session_name=request.session_name,
             role_arn=grant.role.arn, policy=request.policy, duration=grant.duration_seconds,
             external_id=None,
         )
+        moto_session_policies.remember(assumed, request.policy_arns)  # moto drops them
+        return assumed
     return mint
 
 
@@ -126,8 +128,14 @@ def explain_denial(access_key_id: str) -> tuple[str, str] | None:
                     for statement in statements if isinstance(statements, list) else [statements]:
                         allowed.append(f"{statement.get('Effect')} {statement.get('Action')} on "
                                        f"{statement.get('Resource')}")
-            return assumed.role_arn, (f"the session {assumed.arn} was refused by its role's "
-                                      f"permission policies, which say: {allowed or 'nothing'}")
+            detail = (f"the session {assumed.arn} was refused by its role's permission "
+                      f"policies, which say: {allowed or 'nothing'}")
+            inline = assumed.policy
+            arns = getattr(assumed, "crossfed_policy_arns", ())
+            if inline is not None or arns:
+                detail += (", or by its session policies (the session may do only what both "
+                           f"allow): Policy {inline or 'none'}, PolicyArns {list(arns)}")
+            return assumed.role_arn, detail
     return None
 
 
@@ -252,9 +260,11 @@ def create_admin(region: str) -> tuple[str, str]:
 class Child:
     def __init__(self, config: dict[str, Any]) -> None:
         moto_iam.apply()  # IAM's OIDC-provider rules that moto lacks: in this process only
+        moto_session_policies.apply()  # session policies limit the session, as in AWS
         self.region = config["region"]
         self.decisions = DecisionLog()
         self.keys = KeyCache()
+        moto_iam.locate = self.locate  # where a provider's thumbprint is fetched from
         app: Any = ApiOnlyDispatcher()
         if config["verify"]:
             verifier = WebIdentityVerifier(MotoIam(), self.keys, config["trusted_roots"])
@@ -264,6 +274,11 @@ class Child:
                                   host=config["host"], port=config["port"])
         self.server.app = app
         self.started = False
+
+    def locate(self, url: str) -> str:
+        """Where a Url's documents are served: a learned issuer's mirror, else the Url."""
+        with self.keys._lock:
+            return self.keys.locations.get(url, url)
 
     def handle(self, command: str, *args: Any) -> Any:
         if command == "start":

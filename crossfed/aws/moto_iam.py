@@ -9,6 +9,11 @@ Applied once, process-wide, by the AWS stand-in (moto's backends are process-wid
   moto (HTTP 500); both idempotent as documented, at most 100 client IDs.
 - UpdateOpenIDConnectProviderThumbprint: replaces the list, with CreateOpenIDConnectProvider's
   limits (at most 5, 40 characters each).
+- CreateOpenIDConnectProvider without ThumbprintList: "IAM will retrieve and use the top
+  intermediate certificate authority (CA) thumbprint of the OpenID Connect identity provider
+  server certificate" (IAM API reference, ThumbprintList). moto stores an empty list; here the
+  Url's host is asked for its chain and the SHA-1 of the last certificate it serves is stored,
+  as crossfed/oidc/fetch.py computes it (`openssl s_client -showcerts`' last certificate).
 
 CHOICE: a port in the Url is accepted although IAM says it "should not contain a port": the
 stand-in's issuers listen on loopback ports, and the provider must name them exactly.
@@ -20,15 +25,55 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from moto.core.responses import EmptyResult
-from moto.iam.exceptions import InvalidInput, LimitExceededException, ValidationError
+from moto.iam.exceptions import (
+    IAMException,
+    InvalidInput,
+    LimitExceededException,
+    ValidationError,
+)
 from moto.iam.models import IAMBackend
 from moto.iam.responses import IamResponse
+
+from crossfed.oidc.fetch import FetchFailure, top_thumbprint
 
 MAX_PROVIDERS = 100  # OIDC providers per account (IAM quotas)
 MAX_CLIENT_IDS = 100
 MAX_THUMBPRINTS = 5
 THUMBPRINT_LENGTH = 40
 INVALID_URL = "Invalid Open ID Connect Provider URL"  # moto's (and IAM's) wording
+FETCH_TIMEOUT = 5.0  # seconds: what STS allows an IdP (facts file, section 1)
+# The fault's documentation in the IAM API model (OpenIdIdpCommunicationErrorException).
+UNREACHABLE = "The request failed because IAM cannot connect to the OpenID Connect identity " \
+              "provider URL."
+
+
+class OpenIdIdpCommunicationError(IAMException):
+    code = "OpenIdIdpCommunicationError"  # HTTP 400, sender fault (IAM API model)
+
+
+def _same_place(url: str) -> str:
+    return url
+
+
+# Where the child connects for a Url's chain: the issuer URL itself, or where a learned
+# issuer's documents are mirrored (the stand-in's KeyCache locations). Set by the child.
+locate = _same_place
+
+
+def fetched_thumbprint(url: str) -> str:
+    """The top certificate the Url's host serves, as IAM pins it when given no thumbprint.
+
+    CHOICE: a host that cannot be reached (connection refused, no such name, TLS handshake
+    failure, slower than 5 s) fails the call with OpenIdIdpCommunicationError 400 and no
+    provider is created. AWS does not say what it does then; that error is the one
+    CreateOpenIDConnectProvider lists for "IAM cannot connect to the OpenID Connect identity
+    provider URL" (IAM API reference, Errors), and storing no thumbprint instead would leave
+    a provider that pins nothing, which is what the caller asked IAM to prevent.
+    """
+    try:
+        return top_thumbprint(locate(url), timeout=FETCH_TIMEOUT)
+    except FetchFailure as failure:
+        raise OpenIdIdpCommunicationError(UNREACHABLE) from failure
 
 
 def _constraint(field: str, value: Any, constraint: str) -> ValidationError:
@@ -75,6 +120,8 @@ def _create(original: Any) -> Any:
         if len(self.open_id_providers) >= MAX_PROVIDERS:
             raise LimitExceededException(
                 f"Cannot exceed quota for OpenIdConnectProvidersPerAccount: {MAX_PROVIDERS}")
+        if not thumbprint_list:  # omitted (or empty): IAM fetches the top CA's thumbprint
+            thumbprint_list = [fetched_thumbprint(url)]
         return original(self, url, thumbprint_list, client_id_list, tags)
     return create_open_id_connect_provider
 
