@@ -42,6 +42,17 @@ def _port(text: str) -> int:
     return port
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a delay in seconds, 0 or more."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a delay: give 0-86400 seconds")
+    return seconds
+
+
 def _read_state(state_path: Path) -> dict[str, Any] | None:
     try:
         state = json.loads(state_path.read_text())
@@ -100,7 +111,8 @@ def serve(args: argparse.Namespace) -> int:
     key.write(state_dir / KEY_DIR)
     try:
         clouds = LocalStandIns.start(state_dir, args.run_id, region=args.region, key=key,
-                                     issuer_port=args.issuer_port, aws_port=args.aws_port)
+                                     issuer_port=args.issuer_port, aws_port=args.aws_port,
+                                     propagation_delay=args.propagation_delay)
     except OSError as exc:
         raise CliError(f"could not start the stand-ins: {exc}; free the port or pass another "
                        "--issuer-port/--aws-port (0 picks a free one)") from exc
@@ -113,6 +125,7 @@ def serve(args: argparse.Namespace) -> int:
         "signing_key": str(key_path),
         "signing_public_key": str(key_path.with_suffix(".pub")),
         "run_id": clouds.run_id,
+        "propagation_delay": args.propagation_delay,
         "aws": {
             "endpoint_url": clouds.aws.endpoint_url,
             "region": clouds.aws.region,
@@ -295,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", default=None)
     run.add_argument("--issuer-port", type=_port, default=0, help="0: a free port")
     run.add_argument("--aws-port", type=_port, default=0, help="0: a free port")
+    run.add_argument("--propagation-delay", type=_seconds, default=0.0, metavar="SECONDS",
+                     help="a new IAM role, OIDC provider or role policy, federated identity "
+                     "credential, Key Vault access policy or role assignment takes effect only "
+                     "after this delay, answering meanwhile as the cloud does during "
+                     "propagation (default 0: at once)")
     run.set_defaults(func=serve)
     only = commands.add_parser("issuer", help="serve only the issuer of a state dir's key")
     only.add_argument("--state-dir", required=True)

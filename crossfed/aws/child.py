@@ -46,7 +46,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.s3.models import s3_backends
 from moto.sts.models import sts_backends
 
-from crossfed.aws import moto_iam, moto_session_policies
+from crossfed.aws import moto_iam, moto_propagation, moto_session_policies
 from crossfed.aws.web_identity import (
     Grant,
     ProviderRecord,
@@ -78,7 +78,7 @@ class MotoIam:
             return None
         wanted = issuer[len("https://"):]
         for provider in iam_backends[account_id][PARTITION].open_id_providers.values():
-            if provider.url == wanted:
+            if provider.url == wanted and moto_propagation.provider_in_effect(provider):
                 return ProviderRecord(provider.arn, provider.url, tuple(provider.client_id_list),
                                       tuple(provider.thumbprint_list))
         return None
@@ -88,7 +88,7 @@ class MotoIam:
         if not account_id:
             return None
         for role in iam_backends[account_id][PARTITION].get_roles():
-            if role.arn == role_arn:
+            if role.arn == role_arn and moto_propagation.role_in_effect(role):
                 return RoleRecord(role.arn, role.name, role.assume_role_policy_document,
                                   int(role.max_session_duration or 3600))
         return None
@@ -261,6 +261,8 @@ class Child:
     def __init__(self, config: dict[str, Any]) -> None:
         moto_iam.apply()  # IAM's OIDC-provider rules that moto lacks: in this process only
         moto_session_policies.apply()  # session policies limit the session, as in AWS
+        # IAM's eventual consistency: new roles, providers, policies take effect after a delay
+        moto_propagation.apply(config.get("propagation_delay", 0.0))
         self.region = config["region"]
         self.decisions = DecisionLog()
         self.keys = KeyCache()

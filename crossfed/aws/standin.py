@@ -138,7 +138,10 @@ class AwsStandIn:
     """Spawns (and binds) the stand-in's process at construction; start() serves."""
 
     def __init__(self, ca: RunCA, trusted_roots: str | None, region: str = "us-east-1",
-                 host: str = LOOPBACK, verify: bool = True, port: int = 0) -> None:
+                 host: str = LOOPBACK, verify: bool = True, port: int = 0,
+                 propagation_delay: float = 0.0) -> None:
+        """propagation_delay: seconds before a new role, OIDC provider or role policy takes
+        effect (crossfed/aws/moto_propagation.py); 0: at once."""
         check_listen_host(host)
         self.region = region
         self.ca_bundle = str(ca.bundle_path)
@@ -158,7 +161,7 @@ class AwsStandIn:
             self._control.conn.send({
                 "chain_path": str(tls.chain_path), "key_path": str(tls.key_path), "host": host,
                 "port": port, "region": region, "trusted_roots": trusted_roots,
-                "verify": verify,
+                "verify": verify, "propagation_delay": float(propagation_delay),
                 "access_log": logging.getLogger("crossfed.http.access").getEffectiveLevel()})
             if not parent_end.poll(CHILD_START_TIMEOUT):
                 raise StandInGone("the AWS stand-in's process did not start within "

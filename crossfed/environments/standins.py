@@ -58,11 +58,15 @@ class LocalStandIns:
     def start(cls, state_dir: Path, run_id: str | None = None, region: str = "us-east-1",
               key: SigningKey | None = None, issuer_port: int = 0,
               aws_port: int = 0, host: str = LOOPBACK,
-              external_issuer: tuple[str, Path] | None = None) -> LocalStandIns:
+              external_issuer: tuple[str, Path] | None = None,
+              propagation_delay: float = 0.0) -> LocalStandIns:
         """host: where the cloud stand-ins listen (a cluster's bridge address, for pods);
         the issuers stay on loopback, since only the stand-ins fetch from them.
         external_issuer: (URL, CA bundle) of an issuer already serving `key` (a cluster's,
         shared by pytest-xdist workers); the stand-ins then trust its CA too.
+        propagation_delay: seconds before a new IAM role, OIDC provider or role policy, a new
+        federated identity credential, Key Vault access policy or role assignment takes
+        effect (reads see them at once), as the clouds' eventual consistency; 0: at once.
         Raises ValueError unless host is loopback or a bridge address of this host."""
         check_listen_host(host)
         state_dir = Path(state_dir)
@@ -94,7 +98,8 @@ class LocalStandIns:
             untrusted = IssuerServer(rogue_ca, "issuer-untrusted").start()
             teardown.add("untrusted issuer", untrusted.stop)
             aws = AwsStandIn(ca, trusted_roots=trusted, region=region,
-                             port=aws_port, host=host).start()
+                             port=aws_port, host=host,
+                             propagation_delay=propagation_delay).start()
             teardown.add("aws stand-in", aws.stop)
             log.info("crossfed: AWS stand-in %s", aws.endpoint_url)
             azure = AzureStandIns.start(ca, teardown, host=host, trusted_roots=trusted)

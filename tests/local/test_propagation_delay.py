@@ -1,0 +1,167 @@
+"""`crossfed serve --propagation-delay 3` as a separate process, driven through the SDKs only:
+new IAM objects, federated credentials and Key Vault access policies take effect after the
+delay and answer meanwhile as the clouds do during propagation; reads see them at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from crossfed.aws.trust_policy_templates import irsa_trust_policy
+from crossfed.issuer.tokens import ServiceAccountRef
+from crossfed.oidc.fetch import top_thumbprint
+from fixtures.serve import CLI, Serve, ServeInfo, start_serve
+
+pytestmark = [pytest.mark.local]
+
+DELAY = 3.0
+SLACK = 0.5  # a refusal this long after the write is still inside the delay
+WAIT = DELAY + 15.0  # every poll gives up after this
+POLL = 0.2
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    running = start_serve(tmp_path_factory.mktemp("serve-delay"), "--propagation-delay",
+                          str(DELAY))
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def served(serving: Serve) -> ServeInfo:
+    return serving.info
+
+
+def token(info: dict[str, Any], account: str, audience: str) -> str:
+    done = subprocess.run([*CLI, "token", "--state-dir", info["state_dir"], "--service-account",
+                           account, "--audience", audience], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def until_accepted(attempt: Callable[[], T], refused: type[BaseException],
+                   codes: list[str], code_of: Callable[[Any], str]) -> tuple[T, float]:
+    """Retry `attempt` every POLL s while it raises `refused`; each refusal's code goes to
+    `codes`. Returns the answer and when it came (monotonic). Fails after WAIT s."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            return attempt(), time.monotonic()
+        except refused as exc:
+            codes.append(code_of(exc))
+            if time.monotonic() > deadline:
+                pytest.fail(f"still refused {WAIT:g} s after the write: {codes[-3:]}")
+            time.sleep(POLL)
+
+
+def aws_code(exc: Any) -> str:
+    return str(exc.response["Error"]["Code"])
+
+
+def test_serve_reports_the_delay(served: ServeInfo) -> None:
+    assert served["propagation_delay"] == DELAY
+
+
+@pytest.fixture(scope="module")
+def aws(served: ServeInfo) -> dict[str, Any]:
+    info, ca = served["aws"], served["ca_bundle"]
+    kwargs = {"endpoint_url": info["endpoint_url"], "verify": ca}
+    admin = boto3.Session(aws_access_key_id=info["access_key_id"], region_name=info["region"],
+                          aws_secret_access_key=info["secret_access_key"])
+    sts = boto3.client("sts", region_name=info["region"],
+                       config=Config(signature_version=UNSIGNED), **kwargs)
+    return {"iam": admin.client("iam", **kwargs), "s3": admin.client("s3", **kwargs),
+            "sts": sts, "kwargs": kwargs, "region": info["region"]}
+
+
+def test_aws_role_provider_and_policies_take_effect_after_the_delay(
+        served: ServeInfo, aws: dict[str, Any]) -> None:
+    iam, s3, sts = aws["iam"], aws["s3"], aws["sts"]
+    for bucket in ("delay-one", "delay-two"):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    jwt = token(served, "demo/app", "sts.amazonaws.com")
+    subject = ServiceAccountRef("demo", "app").subject
+
+    # A new provider and role: AssumeRoleWithWebIdentity is refused as for a missing provider.
+    thumbprint = top_thumbprint(served["issuer"])
+    written = time.monotonic()  # before the write: no answer in effect comes before + DELAY
+    provider = iam.create_open_id_connect_provider(
+        Url=served["issuer"], ClientIDList=["sts.amazonaws.com"],
+        ThumbprintList=[thumbprint])["OpenIDConnectProviderArn"]
+    trust = json.dumps(irsa_trust_policy(provider, served["issuer"], subject,
+                                         "sts.amazonaws.com"))
+    role = iam.create_role(RoleName="delay-one", AssumeRolePolicyDocument=trust)["Role"]
+    iam.put_role_policy(RoleName="delay-one", PolicyName="read", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                "Resource": "arn:aws:s3:::delay-one/*"}]}))
+    with pytest.raises(ClientError) as caught:
+        sts.assume_role_with_web_identity(RoleArn=role["Arn"], RoleSessionName="delay",
+                                          WebIdentityToken=jwt)
+    assert time.monotonic() - written < DELAY - SLACK, "too slow to see the refusal"
+    assert aws_code(caught.value) == "InvalidIdentityToken"
+    assert "No OpenIDConnect provider found" in caught.value.response["Error"]["Message"]
+    # ... while IAM's reads see both at once.
+    assert iam.get_role(RoleName="delay-one")["Role"]["Arn"] == role["Arn"]
+    assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider)
+    assert iam.list_role_policies(RoleName="delay-one")["PolicyNames"] == ["read"]
+
+    codes: list[str] = []
+    answer, accepted = until_accepted(lambda: sts.assume_role_with_web_identity(
+        RoleArn=role["Arn"], RoleSessionName="delay", WebIdentityToken=jwt), ClientError, codes,
+        aws_code)
+    assert accepted - written >= DELAY
+    assert set(codes) == {"InvalidIdentityToken"}
+    creds = answer["Credentials"]
+    session = boto3.Session(aws_access_key_id=creds["AccessKeyId"],
+                            aws_secret_access_key=creds["SecretAccessKey"],
+                            aws_session_token=creds["SessionToken"], region_name=aws["region"])
+    assumed_s3 = session.client("s3", **aws["kwargs"])
+    codes = []
+    until_accepted(lambda: assumed_s3.get_object(Bucket="delay-one", Key="k"), ClientError,
+                   codes, aws_code)
+    assert set(codes) <= {"AccessDenied"}
+
+    # A second role, the provider now in effect: refused as for a missing role.
+    written = time.monotonic()
+    role_two = iam.create_role(RoleName="delay-two", AssumeRolePolicyDocument=trust)["Role"]
+    with pytest.raises(ClientError) as caught:
+        sts.assume_role_with_web_identity(RoleArn=role_two["Arn"], RoleSessionName="delay",
+                                          WebIdentityToken=jwt)
+    assert time.monotonic() - written < DELAY - SLACK
+    assert aws_code(caught.value) == "AccessDenied"
+    codes = []
+    _, accepted = until_accepted(lambda: sts.assume_role_with_web_identity(
+        RoleArn=role_two["Arn"], RoleSessionName="delay", WebIdentityToken=jwt), ClientError,
+        codes, aws_code)
+    assert accepted - written >= DELAY and set(codes) == {"AccessDenied"}
+
+    # A managed policy attached to the role in effect: S3 refuses until it has propagated.
+    policy = iam.create_policy(PolicyName="read-two", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                "Resource": "arn:aws:s3:::delay-two/*"}]}))
+    written = time.monotonic()
+    iam.attach_role_policy(RoleName="delay-one", PolicyArn=policy["Policy"]["Arn"])
+    with pytest.raises(ClientError) as caught:
+        assumed_s3.get_object(Bucket="delay-two", Key="k")
+    assert time.monotonic() - written < DELAY - SLACK
+    assert aws_code(caught.value) == "AccessDenied"
+    attached = iam.list_attached_role_policies(RoleName="delay-one")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["read-two"]
+    codes = []
+    _, accepted = until_accepted(lambda: assumed_s3.get_object(Bucket="delay-two", Key="k"),
+                                 ClientError, codes, aws_code)
+    assert accepted - written >= DELAY and set(codes) == {"AccessDenied"}
+    # The inline policy stays in force throughout.
+    assert assumed_s3.get_object(Bucket="delay-one", Key="k")["Body"].read() == b"x"
