@@ -297,6 +297,19 @@ def doctor_aws(args: argparse.Namespace) -> int:
     return print_report(checks, sys.stdout)
 
 
+def doctor_azure(args: argparse.Namespace) -> int:
+    from crossfed.doctor import azure
+    from crossfed.doctor.report import UsageError, print_report
+
+    for name in ("azure", "msal"):  # the SDKs' request logs and credential-chain notes
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        checks = azure.run(args)
+    except UsageError as exc:
+        raise CliError(str(exc)) from exc
+    return print_report(checks, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossfed", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -353,6 +366,24 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--audience", default="sts.amazonaws.com",
                      help="with --kubeconfig: the token's audience (default sts.amazonaws.com)")
     aws.set_defaults(func=doctor_aws)
+    azure = doctor.add_parser("azure", help="would this service account's token get the "
+                              "identity's Entra token (and the secret)? (DefaultAzureCredential; "
+                              "REQUESTS_CA_BUNDLE)")
+    which = azure.add_mutually_exclusive_group(required=True)
+    which.add_argument("--identity", metavar="RG/NAME", help="the user-assigned identity")
+    which.add_argument("--client-id", help="the identity's client id (AZURE_CLIENT_ID)")
+    azure.add_argument("--service-account", required=True, metavar="NS/NAME")
+    azure.add_argument("--kubeconfig", help="get the token by a TokenRequest in this cluster")
+    azure.add_argument("--context", help="with --kubeconfig: its context")
+    azure.add_argument("--token-file", help="the token the pod presents (instead of a cluster)")
+    azure.add_argument("--audience", default="api://AzureADTokenExchange",
+                       help="with --kubeconfig: the token's audience")
+    azure.add_argument("--vault-url", help="with --secret: check the identity may read it")
+    azure.add_argument("--secret", help="with --vault-url: the secret's name")
+    azure.add_argument("--azure-subscription", help="[env AZURE_SUBSCRIPTION_ID]")
+    azure.add_argument("--azure-arm-endpoint", metavar="URL", help="a non-public cloud's ARM: "
+                       "its /metadata/endpoints names the authority and audiences")
+    azure.set_defaults(func=doctor_azure)
     return parser
 
 
