@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crossfed.azure.propagation import Propagation
+
 MAX_FEDERATED_CREDENTIALS = 20  # per identity or application (Entra limit)
 
 
@@ -30,6 +32,8 @@ class FederatedCredential:
     issuer: str
     subject: str
     audiences: list[str]
+    # when Entra starts matching it (crossfed/azure/propagation.py); 0.0: at once
+    effective_at: float = field(default=0.0, compare=False)
 
 
 @dataclass
@@ -44,7 +48,8 @@ class ServicePrincipal:
 
 
 class Directory:
-    def __init__(self) -> None:
+    def __init__(self, propagation: Propagation | None = None) -> None:
+        self.propagation = propagation or Propagation()
         self._tenants: set[str] = set()
         self._principals: dict[tuple[str, str], ServicePrincipal] = {}  # (tenant, client id)
         self._lock = threading.RLock()
@@ -101,6 +106,10 @@ class Directory:
             if created and len(existing) >= MAX_FEDERATED_CREDENTIALS:
                 raise DirectoryError("limit", f"an identity can have at most "
                                      f"{MAX_FEDERATED_CREDENTIALS} federated identity credentials")
+            previous = existing.get(credential.name)
+            # A rewrite with the same content changes nothing; a new or changed one propagates.
+            credential.effective_at = (previous.effective_at if previous == credential
+                                       else self.propagation.effective_at())
             existing[credential.name] = credential
             return created
 

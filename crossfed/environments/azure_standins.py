@@ -14,6 +14,7 @@ from crossfed.azure.directory import Directory, ServicePrincipal
 from crossfed.azure.entra.access_tokens import AccessTokenSigner
 from crossfed.azure.entra.server import EntraStandIn
 from crossfed.azure.keyvault.server import KeyVaultFleet
+from crossfed.azure.propagation import Propagation
 from crossfed.azure.provision import AzureAccount
 from crossfed.cleanup import Teardown
 from crossfed.https_server import LOOPBACK
@@ -38,10 +39,13 @@ class AzureStandIns:
 
     @classmethod
     def start(cls, ca: RunCA, teardown: Teardown, host: str = LOOPBACK,
-              trusted_roots: str | None = None) -> AzureStandIns:
+              trusted_roots: str | None = None,
+              propagation_delay: float = 0.0) -> AzureStandIns:
         """trusted_roots: what the token endpoint trusts when it fetches issuers' keys
-        (default: the run's CA)."""
-        directory, signer = Directory(), AccessTokenSigner()
+        (default: the run's CA). propagation_delay: seconds before a new federated credential
+        or access policy takes effect (crossfed/azure/propagation.py)."""
+        directory = Directory(Propagation(propagation_delay))
+        signer = AccessTokenSigner()
         tenant_id = directory.add_tenant()
         subscription_id = str(uuid.uuid4())
         admin_secret = secrets.token_urlsafe(30)

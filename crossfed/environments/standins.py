@@ -102,7 +102,8 @@ class LocalStandIns:
                              propagation_delay=propagation_delay).start()
             teardown.add("aws stand-in", aws.stop)
             log.info("crossfed: AWS stand-in %s", aws.endpoint_url)
-            azure = AzureStandIns.start(ca, teardown, host=host, trusted_roots=trusted)
+            azure = AzureStandIns.start(ca, teardown, host=host, trusted_roots=trusted,
+                                        propagation_delay=propagation_delay)
             log.info("crossfed: Entra ID stand-in %s, ARM stand-in %s",
                      azure.entra.authority_host, azure.arm.endpoint)
         except BaseException:

@@ -5,19 +5,27 @@ delay and answer meanwhile as the clouds do during propagation; reads see them a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
 import pytest
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
+from azure.keyvault.secrets import SecretClient
+from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from crossfed.aws.trust_policy_templates import irsa_trust_policy
 from crossfed.issuer.tokens import ServiceAccountRef
+from crossfed.jwt_view import parse
 from crossfed.oidc.fetch import top_thumbprint
 from fixtures.serve import CLI, Serve, ServeInfo, start_serve
 
@@ -27,6 +35,7 @@ DELAY = 3.0
 SLACK = 0.5  # a refusal this long after the write is still inside the delay
 WAIT = DELAY + 15.0  # every poll gives up after this
 POLL = 0.2
+VAULT_SCOPE = "https://vault.azure.net/.default"
 T = TypeVar("T")
 
 
@@ -165,3 +174,102 @@ def test_aws_role_provider_and_policies_take_effect_after_the_delay(
     assert accepted - written >= DELAY and set(codes) == {"AccessDenied"}
     # The inline policy stays in force throughout.
     assert assumed_s3.get_object(Bucket="delay-one", Key="k")["Body"].read() == b"x"
+
+
+def aadsts(exc: Any) -> str:
+    found = re.search(r"AADSTS\d+", str(exc))
+    return found.group(0) if found else type(exc).__name__
+
+
+def kv_code(exc: Any) -> str:
+    return f"{exc.status_code} {exc.error.code if exc.error else None}"
+
+
+@pytest.fixture(scope="module")
+def azure(served: ServeInfo) -> dict[str, Any]:
+    az, ca = served["azure"], served["ca_bundle"]
+    admin = ClientSecretCredential(az["tenant_id"], az["admin_client_id"],
+                                   az["admin_client_secret"], authority=az["authority_host"],
+                                   connection_verify=ca, disable_instance_discovery=True)
+    common = {"base_url": az["arm_endpoint"], "connection_verify": ca}
+    return {"admin": admin, "ca": ca, "az": az, "group": az["resource_group"],
+            "msi": ManagedServiceIdentityClient(admin, az["subscription_id"], **common),
+            "vaults": KeyVaultManagementClient(admin, az["subscription_id"], **common)}
+
+
+def workload(azure: dict[str, Any], client_id: str, token_file: Path) -> Any:
+    return WorkloadIdentityCredential(tenant_id=azure["az"]["tenant_id"], client_id=client_id,
+                                      token_file_path=str(token_file),
+                                      authority=azure["az"]["authority_host"],
+                                      connection_verify=azure["ca"])
+
+
+def test_azure_federated_credential_takes_effect_after_the_delay(
+        served: ServeInfo, azure: dict[str, Any], tmp_path: Path) -> None:
+    msi, group = azure["msi"], azure["group"]
+    identity = msi.user_assigned_identities.create_or_update(group, "delay-fic",
+                                                             {"location": "westeurope"})
+    token_file = tmp_path / "token"
+    token_file.write_text(token(served, "demo/fic", "api://AzureADTokenExchange"))
+    written = time.monotonic()
+    msi.federated_identity_credentials.create_or_update(group, "delay-fic", "k8s", {
+        "issuer": served["issuer"], "subject": "system:serviceaccount:demo:fic",
+        "audiences": ["api://AzureADTokenExchange"]})
+    with pytest.raises(ClientAuthenticationError) as caught:
+        workload(azure, identity.client_id, token_file).get_token(VAULT_SCOPE)
+    assert time.monotonic() - written < DELAY - SLACK, "too slow to see the refusal"
+    assert aadsts(caught.value) == "AADSTS70021"
+    # ARM reads the credential at once.
+    fic = msi.federated_identity_credentials.get(group, "delay-fic", "k8s")
+    assert fic.subject == "system:serviceaccount:demo:fic"
+    codes: list[str] = []
+    got, accepted = until_accepted(
+        lambda: workload(azure, identity.client_id, token_file).get_token(VAULT_SCOPE),
+        ClientAuthenticationError, codes, aadsts)
+    assert got.token and accepted - written >= DELAY
+    assert set(codes) == {"AADSTS70021"}
+
+
+def test_keyvault_access_policy_takes_effect_after_the_delay(
+        served: ServeInfo, azure: dict[str, Any], tmp_path: Path) -> None:
+    msi, vaults, group, admin = azure["msi"], azure["vaults"], azure["group"], azure["admin"]
+    tenant, ca = azure["az"]["tenant_id"], azure["ca"]
+    identity = msi.user_assigned_identities.create_or_update(group, "delay-kv",
+                                                             {"location": "westeurope"})
+    msi.federated_identity_credentials.create_or_update(group, "delay-kv", "k8s", {
+        "issuer": served["issuer"], "subject": "system:serviceaccount:demo:kv",
+        "audiences": ["api://AzureADTokenExchange"]})
+    oid = parse(admin.get_token("https://management.azure.com/.default").token).claims["oid"]
+    written = time.monotonic()
+    vault = vaults.vaults.begin_create_or_update(group, "delaykv", {
+        "location": "westeurope", "properties": {
+            "tenantId": tenant, "sku": {"family": "A", "name": "standard"},
+            "accessPolicies": [{"tenantId": tenant, "objectId": oid,
+                                "permissions": {"secrets": ["set", "get"]}}]}}).result()
+    url = vault.properties.vault_uri
+    writer = SecretClient(url, admin, verify_challenge_resource=False, connection_verify=ca)
+    codes: list[str] = []
+    _, accepted = until_accepted(lambda: writer.set_secret("greeting", "hello"),
+                                 HttpResponseError, codes, kv_code)
+    assert accepted - written >= DELAY and codes and set(codes) == {"403 Forbidden"}
+
+    token_file = tmp_path / "token"
+    token_file.write_text(token(served, "demo/kv", "api://AzureADTokenExchange"))
+    reader = SecretClient(url, workload(azure, identity.client_id, token_file),
+                          verify_challenge_resource=False, connection_verify=ca)
+    written = time.monotonic()
+    vaults.vaults.update_access_policy(group, "delaykv", "add", {"properties": {
+        "accessPolicies": [{"tenantId": tenant, "objectId": identity.principal_id,
+                            "permissions": {"secrets": ["get"]}}]}})
+    with pytest.raises(HttpResponseError) as refused:
+        reader.get_secret("greeting")
+    assert time.monotonic() - written < DELAY - SLACK, "too slow to see the refusal"
+    assert kv_code(refused.value) == "403 Forbidden"
+    # ARM reads the new policy at once.
+    listed = vaults.vaults.get(group, "delaykv").properties.access_policies
+    assert identity.principal_id in [p.object_id for p in listed]
+    codes = []
+    secret, accepted = until_accepted(lambda: reader.get_secret("greeting"), HttpResponseError,
+                                      codes, kv_code)
+    assert secret.value == "hello" and accepted - written >= DELAY
+    assert set(codes) == {"403 Forbidden"}

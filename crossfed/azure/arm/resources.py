@@ -821,12 +821,25 @@ class ResourceManager:
 
     # -- access policies
 
-    @staticmethod
-    def _set_policies(resource: VaultResource, entries: list[PolicyEntry]) -> None:
+    def _set_policies(self, resource: VaultResource, entries: list[PolicyEntry]) -> None:
+        """PUT replaces the whole list; an entry kept unchanged keeps its propagation state,
+        a new or changed one takes effect after the propagation delay."""
+        effective_at = self.directory.propagation.effective_at()
         with resource.vault.lock:
-            resource.vault.access_policies = [
-                AccessPolicy(e.tenant_id, e.object_id, list(e.secrets), e.application_id)
-                for e in entries]
+            before = {policy_key(p.tenant_id, p.object_id, p.application_id): p
+                      for p in resource.vault.access_policies}
+            policies = []
+            for e in entries:
+                policy = before.get(e.key)
+                if policy is None:
+                    policy = AccessPolicy(e.tenant_id, e.object_id, list(e.secrets),
+                                          e.application_id, effective_at=effective_at)
+                else:
+                    policy.tenant_id, policy.object_id = e.tenant_id, e.object_id
+                    policy.application_id = e.application_id
+                    policy.rewritten(list(e.secrets), effective_at)
+                policies.append(policy)
+            resource.vault.access_policies = policies
         resource.other_permissions = {e.key: dict(e.others) for e in entries}
 
     def update_access_policy(self, group: str, name: str, kind: str,
@@ -849,8 +862,8 @@ class ResourceManager:
                 "properties": {"accessPolicies": properties["accessPolicies"]},
             }
 
-    @staticmethod
-    def _apply_policy(resource: VaultResource, kind: str, entry: PolicyEntry) -> None:
+    def _apply_policy(self, resource: VaultResource, kind: str, entry: PolicyEntry) -> None:
+        effective_at = self.directory.propagation.effective_at()
         with resource.vault.lock:
             policies = resource.vault.access_policies
             match = next((p for p in policies if policy_key(
@@ -862,15 +875,16 @@ class ResourceManager:
                 return
             if match is None:
                 policies.append(AccessPolicy(entry.tenant_id, entry.object_id,
-                                             list(entry.secrets), entry.application_id))
+                                             list(entry.secrets), entry.application_id,
+                                             effective_at=effective_at))
                 resource.other_permissions[entry.key] = dict(entry.others)
                 return
             others = resource.other_permissions.setdefault(entry.key, {})
             if kind == "replace":
-                match.secret_permissions = list(entry.secrets)
+                match.rewritten(list(entry.secrets), effective_at)
                 others.clear()
                 others.update(entry.others)
                 return
-            match.secret_permissions = _union(match.secret_permissions, entry.secrets)
+            match.rewritten(_union(match.secret_permissions, entry.secrets), effective_at)
             for other_kind, values in entry.others.items():
                 others[other_kind] = _union(others.get(other_kind, []), values)

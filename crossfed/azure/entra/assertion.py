@@ -49,6 +49,7 @@ from typing import Any
 from crossfed import jwt_view
 from crossfed.azure.directory import Directory, FederatedCredential, ServicePrincipal
 from crossfed.azure.entra import errors
+from crossfed.azure.propagation import pending
 from crossfed.oidc.fetch import FetchFailure, KeyCache, TrustSettings
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -218,6 +219,16 @@ def match_credential(principal: ServicePrincipal, claims: dict[str, Any]) -> Fed
             "requested with the credential's audience (normally api://AzureADTokenExchange)")
     for credential in by_audience:
         if credential.subject == subject:
+            if pending(credential.effective_at):
+                # Facts file section 4: "a token request 'several minutes' after creating the
+                # FIC may still fail with AADSTS70021" - the no-matching-record answer.
+                raise errors.NoMatchingRecord(
+                    errors.NO_MATCHING_RECORD.format(issuer=issuer, subject=subject,
+                                                     audience=shown_aud),
+                    check="propagation",
+                    detail=f"the federated credential '{credential.name}' of "
+                    f"{_who(principal)} matches, but it was written too recently to have "
+                    "propagated (crossfed serve --propagation-delay); retry")
             return credential
     if any(c.subject.lower() == subject.lower() for c in by_audience):
         raise errors.SubjectMatchesOnlyIgnoringCase(

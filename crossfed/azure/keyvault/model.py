@@ -13,6 +13,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from crossfed.azure.propagation import pending
+
 SECRET_PERMISSIONS = ("get", "list", "set", "delete", "backup", "restore", "recover", "purge")
 
 
@@ -22,6 +24,20 @@ class AccessPolicy:
     object_id: str
     secret_permissions: list[str] = field(default_factory=list)
     application_id: str | None = None
+    # Until effective_at (crossfed/azure/propagation.py) the vault still enforces
+    # `in_force`, what the entry granted before its last write (nothing, for a new entry).
+    effective_at: float = 0.0
+    in_force: list[str] = field(default_factory=list)
+
+    def granted_now(self) -> list[str]:
+        return self.in_force if pending(self.effective_at) else self.secret_permissions
+
+    def rewritten(self, permissions: list[str], effective_at: float) -> None:
+        """New permissions, taking effect at effective_at; the old ones hold until then."""
+        if [p.lower() for p in permissions] == [p.lower() for p in self.secret_permissions]:
+            return
+        self.in_force = list(self.granted_now())
+        self.secret_permissions, self.effective_at = list(permissions), effective_at
 
     def allows(self, tenant_id: str, object_id: str, permission: str,
                application_id: str | None = None) -> bool:
@@ -31,7 +47,7 @@ class AccessPolicy:
         tokens carry lower case). A compound-identity entry (applicationId set) grants only when
         that application is the caller.
         """
-        granted = {p.lower() for p in self.secret_permissions}
+        granted = {p.lower() for p in self.granted_now()}
         return (_same_id(self.tenant_id, tenant_id) and _same_id(self.object_id, object_id)
                 and (not self.application_id or _same_id(self.application_id, application_id))
                 and (permission.lower() in granted or "all" in granted))
