@@ -31,6 +31,7 @@ from crossfed.aws import web_identity as sts
 from crossfed.aws.trust_policy import WEB_IDENTITY_ACTION, WebIdentityContext, evaluate_trust_policy
 from crossfed.aws.trust_policy_templates import provider_key
 from crossfed.doctor.report import Check, UsageError, fail, ok, one_line, skip
+from crossfed.doctor.workload_token import workload_token
 from crossfed.issuer.tokens import ServiceAccountRef
 from crossfed.oidc.fetch import FetchFailure, KeyCache, TrustSettings, served_chain_thumbprints
 
@@ -38,7 +39,6 @@ READ_ONLY_IAM = frozenset({
     "GetRole", "ListOpenIDConnectProviders", "GetOpenIDConnectProvider",
     "ListAttachedRolePolicies", "GetPolicy", "GetPolicyVersion", "ListRolePolicies",
     "GetRolePolicy"})
-TOKEN_SECONDS = 600  # the TokenRequest's lifetime (the API server's minimum)
 
 
 class WriteRefused(RuntimeError):
@@ -158,46 +158,6 @@ def _actions(document: Any) -> list[str]:
             action = statement.get("Action", [])
             found += [action] if isinstance(action, str) else [str(a) for a in action]
     return sorted(set(found))
-
-
-# --- the token ----------------------------------------------------------------------------
-
-
-def token_from_file(path: str) -> str:
-    try:
-        return open(path, encoding="utf-8").read()  # noqa: SIM115 - read whole, as botocore
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --token-file {path}: {exc}; give the service account's "
-                         "token file (the one AWS_WEB_IDENTITY_TOKEN_FILE names)") from exc
-
-
-def token_from_cluster(kubeconfig: str, context: str | None, account: ServiceAccountRef,
-                       audience: str) -> str:
-    """A TokenRequest for the service account with the audience (kubectl create token)."""
-    from kubernetes import client, config
-    from kubernetes.client.rest import ApiException
-    from kubernetes.config.config_exception import ConfigException
-    from urllib3.exceptions import HTTPError
-    from yaml import YAMLError
-
-    try:
-        api = config.new_client_from_config(config_file=kubeconfig, context=context)
-    except (ConfigException, OSError, YAMLError) as exc:
-        raise UsageError(f"cannot load --kubeconfig {kubeconfig}: {exc}; give a readable "
-                         "kubeconfig (and --context)") from exc
-    body = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-        audiences=[audience], expiration_seconds=TOKEN_SECONDS))
-    try:
-        answer = client.CoreV1Api(api).create_namespaced_service_account_token(
-            account.name, account.namespace, body)
-    except ApiException as exc:
-        raise UsageError(f"TokenRequest for {account.namespace}/{account.name} failed: "
-                         f"HTTP {exc.status} {exc.reason}; check that the service account "
-                         "exists and that you may create serviceaccounts/token") from exc
-    except (HTTPError, OSError) as exc:
-        raise UsageError(f"cannot reach the API server of --kubeconfig {kubeconfig}: {exc}; "
-                         "check that the cluster is up") from exc
-    return str(answer.status.token)
 
 
 # --- the checks ---------------------------------------------------------------------------
@@ -381,18 +341,7 @@ def run(args: Any) -> list[Check]:
     if bool(args.kubeconfig) == bool(args.token_file):
         raise UsageError("give exactly one of --kubeconfig K [--context C] (a TokenRequest "
                          "for the service account) or --token-file F")
-    if args.token_file:
-        token = token_from_file(args.token_file)
-    else:
-        token = token_from_cluster(args.kubeconfig, args.context, account, args.audience)
-    try:
-        sub = sts.jwt_view.parse(token).claims.get("sub")
-    except sts.jwt_view.MalformedJwt:
-        sub = None  # read_token names it, as the malformed check
-    if sub is not None and sub != account.subject:
-        raise UsageError(f"the token is for {sub!r}, not --service-account "
-                         f"{account.namespace}/{account.name}; give that service account's "
-                         "token, or name the token's service account")
+    token = workload_token(args, account)
     directory = BotoIamDirectory(iam_client())
     return diagnose(args.role_arn, account, token, directory,
                     os.environ.get("AWS_CA_BUNDLE") or None)

@@ -40,8 +40,8 @@ from crossfed.azure.directory import Directory, FederatedCredential, ServicePrin
 from crossfed.azure.entra import assertion as entra
 from crossfed.azure.entra import errors
 from crossfed.azure.keyvault.model import AccessPolicy
-from crossfed.doctor.aws import token_from_cluster, token_from_file
 from crossfed.doctor.report import Check, UsageError, fail, ok, one_line, skip
+from crossfed.doctor.workload_token import workload_token
 from crossfed.issuer.tokens import ServiceAccountRef
 from crossfed.oidc.fetch import KeyCache
 
@@ -466,19 +466,7 @@ def run(args: Any) -> list[Check]:
     if not subscription:
         raise UsageError("no subscription: give --azure-subscription or set "
                          "AZURE_SUBSCRIPTION_ID")
-    if args.token_file:
-        token = token_from_file(args.token_file)
-    else:
-        token = token_from_cluster(args.kubeconfig, args.context, account, args.audience)
-    token = token.strip()
-    try:
-        sub = entra.jwt_view.parse(token).claims.get("sub")
-    except entra.jwt_view.MalformedJwt:
-        sub = None  # read_assertion names it, as the malformed check
-    if sub is not None and sub != account.subject:
-        raise UsageError(f"the token is for {sub!r}, not --service-account "
-                         f"{account.namespace}/{account.name}; give that service account's "
-                         "token, or name the token's service account")
+    token = workload_token(args, account).strip()
     ca = os.environ.get("REQUESTS_CA_BUNDLE") or None
     cloud = cloud_from(args.azure_arm_endpoint, ca)
     arm = arm_clients(cloud, subscription, ca)

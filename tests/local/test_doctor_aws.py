@@ -29,6 +29,7 @@ from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, sign
 from crossfed.oidc.fetch import top_thumbprint
 from crossfed.suite.plans import SEED_TRUST_POLICY
+from fixtures.doctor import FakeApiServer, Outcome, usage_error
 from fixtures.serve import CLI, Serve, start_serve
 
 pytestmark = [pytest.mark.local, pytest.mark.aws]
@@ -133,22 +134,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(serve, home, tokens, role, seed_role)
     finally:
         serve.stop()
-
-
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    def line(self, check: str) -> str:
-        found = [ln for ln in self.stdout.splitlines() if ln.split(":")[0].split()[-1:] == [check]]
-        assert len(found) == 1, f"no single line for check {check!r} in:\n{self.stdout}"
-        return found[0]
-
-    def failed(self) -> list[str]:
-        return [ln.split(":")[0].split()[1] for ln in self.stdout.splitlines()
-                if ln.startswith("FAIL ")]
 
 
 def doctor(world: World, *args: str, env: dict[str, str] | None = None) -> Outcome:
@@ -263,22 +248,16 @@ def test_a_known_kid_with_a_bad_signature_fails_the_signature(world: World) -> N
     assert "signed by another key" in run.line("signature")
 
 
-def _usage(run: Outcome, *words: str) -> None:
-    lines = run.stderr.strip().splitlines()
-    assert run.code == 2 and run.stdout == "", (run.code, run.stdout, run.stderr)
-    assert len(lines) == 1 and all(w in lines[0] for w in words), run.stderr
-
-
 def test_usage_errors_exit_2_with_one_line(world: World, tmp_path: Path) -> None:
     token = str(world.mint(PROBE))
     base = ["--role-arn", world.role_arn, "--service-account", "crossfed-probe/s3-reader"]
-    _usage(doctor(world, *base), "--kubeconfig", "--token-file")
-    _usage(doctor(world, *base, "--token-file", str(tmp_path / "absent")), "cannot read",
+    usage_error(doctor(world, *base), "--kubeconfig", "--token-file")
+    usage_error(doctor(world, *base, "--token-file", str(tmp_path / "absent")), "cannot read",
            "--token-file")
     no_keys = world.env(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
-    _usage(doctor(world, *base, "--token-file", token, env=no_keys), "no AWS credentials",
+    usage_error(doctor(world, *base, "--token-file", token, env=no_keys), "no AWS credentials",
            "AWS_PROFILE")
-    _usage(doctor(world, "--role-arn", world.role_arn, "--service-account",
+    usage_error(doctor(world, "--role-arn", world.role_arn, "--service-account",
                   "crossfed-probe/debug-shell", "--token-file", token), "not --service-account")
     missing = subprocess.run([*CLI, "doctor", "aws", "--token-file", token],
                              capture_output=True, text=True, env=world.env())
@@ -299,62 +278,9 @@ def test_the_doctor_refuses_any_iam_write(world: World, monkeypatch: pytest.Monk
     assert "doctor-never" not in names
 
 
-class _FakeApiServer:
-    """Just the TokenRequest endpoint of an API server (plain HTTP on loopback), minting with
-    serve's issuer key, as a cluster whose issuer serve stands in for would."""
-
-    def __init__(self, issuer: Issuer, accounts: set[ServiceAccountRef]) -> None:
-        import http.server
-        import re
-        import threading
-
-        self.requests: list[dict[str, Any]] = []
-        fake = self
-        path = re.compile(r"/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token")
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                match = path.fullmatch(self.path.split("?")[0])
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                account = ServiceAccountRef(*match.groups()) if match else None
-                if account not in accounts:
-                    self._answer(404, {"kind": "Status", "apiVersion": "v1", "code": 404,
-                                       "status": "Failure", "reason": "NotFound"})
-                    return
-                spec = body["spec"]
-                token = issuer.mint(account, spec["audiences"], spec["expirationSeconds"])
-                fake.requests.append({"account": account, "spec": spec, "token": token})
-                status = {"token": token, "expirationTimestamp": "2030-01-01T00:00:00Z"}
-                self._answer(201, {**body, "status": status})
-
-            def _answer(self, status: int, document: dict[str, Any]) -> None:
-                data = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def kubeconfig(self, path: Path) -> Path:
-        url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "other",
-            "clusters": [{"name": "fake", "cluster": {"server": url}}],
-            "users": [{"name": "u", "user": {"token": "not-a-secret"}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}},
-                         {"name": "other", "context": {"cluster": "nowhere", "user": "u"}}]}))
-        return path
-
-
 def test_with_a_kubeconfig_the_claims_come_from_a_token_request(world: World,
                                                                   tmp_path: Path) -> None:
-    api = _FakeApiServer(world.issuer(), {PROBE})
+    api = FakeApiServer(world.issuer(), {PROBE})
     try:
         config = str(api.kubeconfig(tmp_path / "kubeconfig"))
         base = ["--role-arn", world.role_arn, "--kubeconfig", config, "--context", "fake"]
@@ -367,7 +293,7 @@ def test_with_a_kubeconfig_the_claims_come_from_a_token_request(world: World,
                        "--audience", "api://AzureADTokenExchange")
         assert wrong.code == 1 and wrong.failed()[0] == "audience", wrong.stdout
         assert api.requests[-1]["spec"]["audiences"] == ["api://AzureADTokenExchange"]
-        _usage(doctor(world, *base, "--service-account", "crossfed-probe/nobody"),
+        usage_error(doctor(world, *base, "--service-account", "crossfed-probe/nobody"),
                "TokenRequest", "404")
     finally:
         api.server.shutdown()

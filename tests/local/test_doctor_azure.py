@@ -27,8 +27,8 @@ from crossfed.issuer.issuer import Issuer
 from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, sign
 from crossfed.suite.plans import SEED_AKS_SA
+from fixtures.doctor import FakeApiServer, Outcome, usage_error
 from fixtures.serve import CLI, Serve, start_serve
-from tests.local.test_doctor_aws import _FakeApiServer
 
 pytestmark = [pytest.mark.local, pytest.mark.azure]
 
@@ -148,22 +148,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         serve.stop()
 
 
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    def line(self, check: str) -> str:
-        found = [ln for ln in self.stdout.splitlines() if ln.split(":")[0].split()[-1:] == [check]]
-        assert len(found) == 1, f"no single line for check {check!r} in:\n{self.stdout}"
-        return found[0]
-
-    def failed(self) -> list[str]:
-        return [ln.split(":")[0].split()[1] for ln in self.stdout.splitlines()
-                if ln.startswith("FAIL ")]
-
-
 def doctor(world: World, *args: str, env: dict[str, str] | None = None) -> Outcome:
     """Run the command; ARM must hold exactly what it held before."""
     before = arm_state(world)
@@ -266,7 +250,7 @@ def test_an_rbac_vault_is_a_skip_naming_role_assignments(world: World) -> None:
 
 def test_with_a_kubeconfig_the_claims_come_from_a_token_request(world: World,
                                                                   tmp_path: Path) -> None:
-    api = _FakeApiServer(world.issuer(), {PROBE})
+    api = FakeApiServer(world.issuer(), {PROBE})
     try:
         config = str(api.kubeconfig(tmp_path / "kubeconfig"))
         run = doctor(world, "--identity", f"{world.group}/app", "--service-account",
@@ -286,28 +270,24 @@ def test_an_unknown_client_id_fails_the_client(world: World) -> None:
     assert "AADSTS700016" in run.stdout
 
 
-def _usage(run: Outcome, *words: str) -> None:
-    lines = run.stderr.strip().splitlines()
-    assert run.code == 2 and run.stdout == "", (run.code, run.stdout, run.stderr)
-    assert len(lines) == 1 and all(w in lines[0] for w in words), run.stderr
-
-
 def test_usage_errors_exit_2_with_one_line(world: World, tmp_path: Path) -> None:
     token = str(world.mint())
     arm = ["--azure-arm-endpoint", world.az["arm_endpoint"]]
     base = ["--identity", f"{world.group}/app", "--service-account", "crossfed-probe/kv-reader",
             *arm]
-    _usage(doctor(world, *base), "--kubeconfig", "--token-file")
-    _usage(doctor(world, *base, "--token-file", str(tmp_path / "absent")), "cannot read")
-    _usage(doctor(world, *base, "--token-file", token, "--secret", "s"), "--vault-url")
-    _usage(doctor(world, *base, "--token-file", token, env=world.env(AZURE_SUBSCRIPTION_ID="")),
-           "AZURE_SUBSCRIPTION_ID")
-    _usage(doctor(world, "--identity", "app", "--service-account", "crossfed-probe/kv-reader",
+    usage_error(doctor(world, *base), "--kubeconfig", "--token-file")
+    usage_error(doctor(world, *base, "--token-file", str(tmp_path / "absent")), "cannot read")
+    usage_error(doctor(world, *base, "--token-file", token, "--secret", "s"), "--vault-url")
+    no_subscription = world.env(AZURE_SUBSCRIPTION_ID="")
+    usage_error(doctor(world, *base, "--token-file", token, env=no_subscription),
+                "AZURE_SUBSCRIPTION_ID")
+    usage_error(doctor(world, "--identity", "app", "--service-account", "crossfed-probe/kv-reader",
                   "--token-file", token, *arm), "RESOURCE_GROUP/NAME")
-    _usage(doctor(world, "--identity", f"{world.group}/app", "--service-account",
+    usage_error(doctor(world, "--identity", f"{world.group}/app", "--service-account",
                   "crossfed-probe/other", "--token-file", token, *arm), "not --service-account")
     no_secret = world.env(AZURE_CLIENT_SECRET="wrong-secret")
-    _usage(doctor(world, *base, "--token-file", token, env=no_secret), "DefaultAzureCredential")
+    usage_error(doctor(world, *base, "--token-file", token, env=no_secret),
+                "DefaultAzureCredential")
 
 
 def test_the_doctor_refuses_any_arm_write(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
