@@ -310,6 +310,16 @@ def doctor_azure(args: argparse.Namespace) -> int:
     return print_report(checks, sys.stdout)
 
 
+def _token_source(parser: argparse.ArgumentParser, audience: str) -> None:
+    """The doctors' workload token: a file, or a TokenRequest (crossfed.doctor.workload_token)."""
+    parser.add_argument("--service-account", required=True, metavar="NS/NAME")
+    parser.add_argument("--kubeconfig", help="get the token by a TokenRequest in this cluster")
+    parser.add_argument("--context", help="with --kubeconfig: its context")
+    parser.add_argument("--token-file", help="the token the pod presents (instead of a cluster)")
+    parser.add_argument("--audience", default=audience,
+                        help=f"with --kubeconfig: the token's audience (default {audience})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossfed", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -359,12 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     aws = doctor.add_parser("aws", help="would this service account's token get the role? "
                             "(boto3's default chain; AWS_ENDPOINT_URL, AWS_CA_BUNDLE)")
     aws.add_argument("--role-arn", required=True)
-    aws.add_argument("--service-account", required=True, metavar="NS/NAME")
-    aws.add_argument("--kubeconfig", help="get the token by a TokenRequest in this cluster")
-    aws.add_argument("--context", help="with --kubeconfig: its context")
-    aws.add_argument("--token-file", help="the token the pod presents (instead of a cluster)")
-    aws.add_argument("--audience", default="sts.amazonaws.com",
-                     help="with --kubeconfig: the token's audience (default sts.amazonaws.com)")
+    _token_source(aws, "sts.amazonaws.com")
     aws.set_defaults(func=doctor_aws)
     azure = doctor.add_parser("azure", help="would this service account's token get the "
                               "identity's Entra token (and the secret)? (DefaultAzureCredential; "
@@ -372,12 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = azure.add_mutually_exclusive_group(required=True)
     which.add_argument("--identity", metavar="RG/NAME", help="the user-assigned identity")
     which.add_argument("--client-id", help="the identity's client id (AZURE_CLIENT_ID)")
-    azure.add_argument("--service-account", required=True, metavar="NS/NAME")
-    azure.add_argument("--kubeconfig", help="get the token by a TokenRequest in this cluster")
-    azure.add_argument("--context", help="with --kubeconfig: its context")
-    azure.add_argument("--token-file", help="the token the pod presents (instead of a cluster)")
-    azure.add_argument("--audience", default="api://AzureADTokenExchange",
-                       help="with --kubeconfig: the token's audience")
+    _token_source(azure, "api://AzureADTokenExchange")
     azure.add_argument("--vault-url", help="with --secret: check the identity may read it")
     azure.add_argument("--secret", help="with --vault-url: the secret's name")
     azure.add_argument("--azure-subscription", help="[env AZURE_SUBSCRIPTION_ID]")

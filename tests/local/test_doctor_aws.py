@@ -30,7 +30,7 @@ from crossfed.issuer.tokens import ServiceAccountRef, sign
 from crossfed.oidc.fetch import top_thumbprint
 from crossfed.suite.plans import SEED_TRUST_POLICY
 from fixtures.doctor import FakeApiServer, Outcome, usage_error
-from fixtures.serve import CLI, Serve, start_serve
+from fixtures.serve import CLI, Serve, mint_token, start_serve
 
 pytestmark = [pytest.mark.local, pytest.mark.aws]
 
@@ -76,10 +76,8 @@ class World:
 
     def mint(self, account: ServiceAccountRef, audience: str = AUDIENCE) -> Path:
         """Through `crossfed token`, as a user would."""
-        token = subprocess.run(
-            [*CLI, "token", "--state-dir", self.info["state_dir"], "--service-account",
-             f"{account.namespace}/{account.name}", "--audience", audience],
-            capture_output=True, text=True, check=True).stdout.strip()
+        token = mint_token(self.info["state_dir"], f"{account.namespace}/{account.name}",
+                           audience)
         return self.token_file(f"{account.name}-{audience.replace('/', '_')}", token)
 
     def issuer(self, url: str | None = None, key: SigningKey | None = None) -> Issuer:

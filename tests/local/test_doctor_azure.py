@@ -28,7 +28,7 @@ from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, sign
 from crossfed.suite.plans import SEED_AKS_SA
 from fixtures.doctor import FakeApiServer, Outcome, usage_error
-from fixtures.serve import CLI, Serve, start_serve
+from fixtures.serve import CLI, Serve, mint_token, start_serve
 
 pytestmark = [pytest.mark.local, pytest.mark.azure]
 
@@ -84,10 +84,8 @@ class World:
 
     def mint(self, account: ServiceAccountRef = PROBE, audience: str = AUDIENCE) -> Path:
         """Through `crossfed token`, as a user would."""
-        token = subprocess.run(
-            [*CLI, "token", "--state-dir", self.info["state_dir"], "--service-account",
-             f"{account.namespace}/{account.name}", "--audience", audience],
-            capture_output=True, text=True, check=True).stdout.strip()
+        token = mint_token(self.info["state_dir"], f"{account.namespace}/{account.name}",
+                           audience)
         return self.token_file(f"{account.name}-{audience.replace('/', '_')}", token)
 
     def issuer(self, key: SigningKey | None = None) -> Issuer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from crossfed.aws.trust_policy_templates import irsa_trust_policy
 from crossfed.issuer.tokens import ServiceAccountRef
 from crossfed.jwt_view import parse
 from crossfed.oidc.fetch import top_thumbprint
-from fixtures.serve import CLI, Serve, ServeInfo, start_serve
+from fixtures.serve import Serve, ServeInfo, mint_token, start_serve
 
 pytestmark = [pytest.mark.local]
 
@@ -53,10 +52,7 @@ def served(serving: Serve) -> ServeInfo:
 
 
 def token(info: dict[str, Any], account: str, audience: str) -> str:
-    done = subprocess.run([*CLI, "token", "--state-dir", info["state_dir"], "--service-account",
-                           account, "--audience", audience], capture_output=True, text=True,
-                          timeout=60, check=True)
-    return done.stdout.strip()
+    return mint_token(info["state_dir"], account, audience)
 
 
 def until_accepted(attempt: Callable[[], T], refused: type[BaseException],

@@ -30,7 +30,7 @@ from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.tokens import ServiceAccountRef, service_account_claims, sign
 from crossfed.jwt_view import parse
 from crossfed.oidc.fetch import top_thumbprint
-from fixtures.serve import CLI, Serve, ServeInfo, start_serve
+from fixtures.serve import CLI, Serve, ServeInfo, mint_token, start_serve
 
 pytestmark = [pytest.mark.local]
 
@@ -50,11 +50,7 @@ def served(serving: Serve) -> ServeInfo:
 
 
 def token(info: dict[str, Any], account: str, audience: str) -> str:
-    done = subprocess.run([*CLI, "token", "--state-dir", info["state_dir"], "--service-account",
-                           account, "--audience", audience], capture_output=True, text=True,
-                          timeout=60, check=True)
-    assert done.stdout.count("\n") == 1
-    return done.stdout.strip()
+    return mint_token(info["state_dir"], account, audience)
 
 
 def test_the_json_line_names_everything_needed(served: dict[str, Any]) -> None:
