@@ -12,7 +12,8 @@ share roles with the main run's). Throughput is unchanged or better: requests al
 a socket, and the server no longer shares a GIL with the SDK clients driving it.
 
 The public listener answers only what the real endpoints answer: IAM, STS and S3 API
-requests. moto's extras (`/moto-api/*`: state dump with every secret access key, reset,
+requests, and EKS's DescribeCluster (GET /clusters/{name}) for the cluster records of
+crossfed/aws/eks.py. moto's extras (`/moto-api/*`: state dump with every secret access key, reset,
 reset-auth, dashboard; `/favicon.ico`; the EC2 instance-metadata paths) and every other moto
 service answer 404 in AWS's shape (S3's NoSuchBucket for a path-style bucket, since that is
 what such a path means to S3). The administrator is created here directly in moto's IAM
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import ssl
 import sys
 import threading
@@ -41,12 +43,13 @@ from xml.sax.saxutils import escape
 from moto import settings
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.authorization import ActionAuthenticatorMixin
+from moto.eks.models import eks_backends
 from moto.iam.models import iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.models import s3_backends
 from moto.sts.models import sts_backends
 
-from crossfed.aws import moto_iam, moto_propagation, moto_session_policies
+from crossfed.aws import eks, moto_eks, moto_iam, moto_propagation, moto_session_policies
 from crossfed.aws.web_identity import (
     Grant,
     ProviderRecord,
@@ -62,7 +65,9 @@ from crossfed.oidc.fetch import KeyCache
 from crossfed.pki import ServerTLS
 
 PARTITION = "aws"
-SERVED_BACKENDS = frozenset({"iam", "sts", "s3"})  # what the stand-in stands in for
+SERVED_BACKENDS = frozenset({"iam", "sts", "s3", "eks"})  # what the stand-in stands in for
+# EKS: DescribeCluster only (the cluster records); EKS's other routes answer 404.
+EKS_DESCRIBE = re.compile(r"^/clusters/[^/]+$")
 # Paths moto's dispatcher routes to its own extras whatever the request says.
 MOTO_EXTRA_PREFIXES = ("/moto-api", "/favicon.ico", "/latest/meta-data/", "/latest/api/")
 PARENT_CHECK_SECONDS = 0.5
@@ -164,11 +169,23 @@ def _not_found(environ: dict[str, Any], start_response: Any, service: str | None
     # UNDOC: the Query APIs' error shape, for a service this endpoint is not.
     request_id = str(uuid.uuid4())
     body = ("<ErrorResponse><Error><Type>Sender</Type><Code>NotFound</Code>"
-            "<Message>This endpoint serves IAM, STS and S3 only, not "
+            "<Message>This endpoint serves IAM, STS, S3 and EKS DescribeCluster only, not "
             f"{escape(str(service))}</Message></Error>"
             f"<RequestId>{request_id}</RequestId></ErrorResponse>")
     start_response("404 Not Found", [("Content-Type", "application/xml"),
                                      ("x-amz-request-id", request_id)])
+    return [body.encode()]
+
+
+def _eks_not_found(start_response: Any) -> Any:
+    """An EKS route other than DescribeCluster.
+    CHOICE: EKS does not document what an unknown route answers; this is its REST-JSON error
+    shape (x-amzn-ErrorType, {"message": ...}) with 404, as a path EKS does not have."""
+    request_id = str(uuid.uuid4())
+    body = json.dumps({"message": "This endpoint serves EKS DescribeCluster only"})
+    start_response("404 Not Found", [("Content-Type", "application/json"),
+                                     ("x-amzn-ErrorType", "NotFoundException"),
+                                     ("x-amzn-RequestId", request_id)])
     return [body.encode()]
 
 
@@ -211,6 +228,9 @@ class ApiOnlyDispatcher(DomainDispatcherApplication):
         backend = self.backend_of(environ)
         if backend not in SERVED_BACKENDS:
             return _not_found(environ, start_response, backend)
+        if backend == "eks" and not (environ.get("REQUEST_METHOD") == "GET"
+                                     and EKS_DESCRIBE.match(environ.get("PATH_INFO", ""))):
+            return _eks_not_found(start_response)
         if backend == "s3" and not _signed(environ):
             return _anonymous_s3(environ, start_response)
         return super().__call__(environ, start_response)
@@ -261,6 +281,7 @@ class Child:
     def __init__(self, config: dict[str, Any]) -> None:
         moto_iam.apply()  # IAM's OIDC-provider rules that moto lacks: in this process only
         moto_session_policies.apply()  # session policies limit the session, as in AWS
+        moto_eks.apply()  # DescribeCluster's signature check and EKS's error shape
         # IAM's eventual consistency: new roles, providers, policies take effect after a delay
         moto_propagation.apply(config.get("propagation_delay", 0.0))
         self.region = config["region"]
@@ -293,6 +314,10 @@ class Child:
             return admin
         if command == "decisions":
             return self.decisions.as_json()
+        if command == "add_eks_cluster":
+            name, issuer_url = args
+            return eks.add_cluster(eks_backends[DEFAULT_ACCOUNT_ID][self.region],
+                                   DEFAULT_ACCOUNT_ID, self.region, name, issuer_url)
         if command == "register_location":
             self.keys.register_location(*args)
             return None

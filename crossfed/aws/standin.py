@@ -198,6 +198,15 @@ class AwsStandIn:
         self.admin = AdminCredentials(access_key_id, secret_access_key)
         return self
 
+    def add_eks_cluster(self, name: str, issuer_url: str) -> dict[str, str]:
+        """An EKS cluster record in the stand-in's region: `eks describe-cluster --name NAME`
+        answers it with identity.oidc.issuer exactly as given (crossfed/aws/eks.py). Returns
+        {name, arn, issuer}. ValueError for a name EKS would refuse or a non-https issuer."""
+        from crossfed.aws.eks import check_record
+
+        check_record(name, issuer_url)
+        return dict(self._control.call("add_eks_cluster", name, issuer_url))
+
     def session(self) -> boto3.Session:
         """A boto3 session of the administrator, pointed at the stand-in."""
         assert self.admin is not None, "start() the stand-in first"
