@@ -45,6 +45,9 @@ class ServicePrincipal:
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     client_secrets: list[str] = field(default_factory=list, repr=False)  # never shown
     federated_credentials: dict[str, FederatedCredential] = field(default_factory=dict)
+    # when other services (ARM's role assignments) can find it by object id
+    # (crossfed/azure/propagation.py); 0.0: at once. ARM sets it for identities it creates.
+    known_at: float = field(default=0.0, compare=False)
 
 
 class Directory:

@@ -9,8 +9,12 @@ Local simplifications (real ARM behaves otherwise; none of them changes what the
   reads in an unknown group find nothing; real ARM answers both with 404 ResourceGroupNotFound,
   as the stand-in does with implicit_groups=False. Groups PUT explicitly are real objects either
   way: GET/HEAD/DELETE/list with ARM's tag $filter.
-- RBAC is Owner, Contributor or Reader at a scope (a prefix of the request's path), granted by
-  assign_role(); nothing serves Microsoft.Authorization over HTTP.
+- RBAC: role assignments (rbac.py, served as Microsoft.Authorization) of built-in roles only,
+  at a scope that is a prefix of the request's path; assign_role() seeds them (the
+  administrator's Owner), the API adds more. They decide ARM's actions and, for vaults with
+  enableRbacAuthorization, Key Vault's data actions (Vault.rbac = vault_decider). Deleting a
+  vault or a group drops the assignments at or below it.
+- Managed clusters (AKS) are records registered by add_managed_cluster(), read-only.
 - Names are case-insensitive, as in ARM; the casing of the first PUT is kept.
 - Any date-shaped api-version from the type's first version on is accepted; real ARM answers
   versions it does not know with 400 NoRegisteredProviderFound, we keep no list of them.
@@ -37,33 +41,43 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from crossfed.azure.arm.access_policies import (
+    POLICY_KINDS,
+    PolicyEntry,
+    PolicyKey,
+    parse_policies,
+    policy_key,
+    union,
+)
+from crossfed.azure.arm.clusters import ManagedCluster, ManagedClusters, cluster_not_found
+from crossfed.azure.arm.common import (
+    ACCESS_POLICY_TYPE,
+    CREDENTIAL_TYPE,
+    DELETED_VAULT_TYPE,
+    GROUP_TYPE,
+    IDENTITY_TYPE,
+    VAULT_TYPE,
+    ArmError,
+    bad_request,
+    group_not_found,
+    json_object,
+    location_name,
+    location_of,
+    not_found,
+    same_location,
+    string,
+    tags_of,
+    timestamp,
+)
+from crossfed.azure.arm.rbac import RoleAssignment, RoleAssignments
 from crossfed.azure.directory import (
     Directory,
     DirectoryError,
     FederatedCredential,
     ServicePrincipal,
 )
-from crossfed.azure.keyvault.model import SECRET_PERMISSIONS, AccessPolicy, Vault
+from crossfed.azure.keyvault.model import AccessPolicy, RbacVerdict, Vault
 
-IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
-CREDENTIAL_TYPE = IDENTITY_TYPE + "/federatedIdentityCredentials"
-VAULT_TYPE = "Microsoft.KeyVault/vaults"
-ACCESS_POLICY_TYPE = VAULT_TYPE + "/accessPolicies"
-DELETED_VAULT_TYPE = "Microsoft.KeyVault/deletedVaults"
-GROUP_TYPE = "Microsoft.Resources/resourceGroups"
-OPERATION_TYPE = "Microsoft.Resources/operationResults"  # ours: operation results of any type
-
-# First api-version of each type (SPECS msi and keyvault folders); FICs arrived in 2022.
-FIRST_API_VERSION = {
-    IDENTITY_TYPE: "2015-08-31-preview",
-    CREDENTIAL_TYPE: "2022-01-31-preview",
-    VAULT_TYPE: "2015-06-01",
-    ACCESS_POLICY_TYPE: "2015-06-01",
-    DELETED_VAULT_TYPE: "2016-10-01",
-    GROUP_TYPE: "2015-01-01",
-    OPERATION_TYPE: "2015-01-01",
-}
-API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(-preview)?$")
 # properties.isolationScope of an identity exists from this api-version on (SPECS
 # stable/2024-11-30 IdentityGet.json): older versions neither take nor return it.
 ISOLATION_SCOPE_API_VERSION = "2024-11-30"
@@ -83,23 +97,6 @@ TAG_FILTER = re.compile(r"^\s*tagName\s+eq\s+'([^']*)'(?:\s+and\s+tagValue\s+eq\
                         re.IGNORECASE)
 SOFT_DELETE_RETENTION_DAYS = 90  # the default, and what a vault PUT without the field gets
 SKU_NAMES = ("standard", "premium")
-POLICY_KINDS = ("add", "replace", "remove")
-OTHER_PERMISSION_KINDS = ("keys", "certificates", "storage")
-SECRET_PERMISSION_NAMES = frozenset((*SECRET_PERMISSIONS, "all"))
-
-PolicyKey = tuple[str, str, str]  # (tenant id, object id, application id or "")
-
-
-class ArmError(Exception):
-    """An ARM error response: status, code and message of {"error": {"code", "message"}}."""
-
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-
-
 class VaultHost(Protocol):
     """The Key Vault data plane as ARM drives it (KeyVaultFleet implements it)."""
 
@@ -153,74 +150,6 @@ class DeletedVault:
         return self.deletion_date + timedelta(days=self.resource.retention_days)
 
 
-# Roles and what they allow (Azure built-in roles: Owner "*", Contributor "*" except
-# Microsoft.Authorization writes and deletes, Reader "*/read").
-ROLES = ("Owner", "Contributor", "Reader")
-
-
-@dataclass(frozen=True)
-class RoleAssignment:
-    principal_id: str  # object id
-    role: str
-    scope: str  # "/subscriptions/{sub}" or deeper
-
-    def allows(self, action: str, scope: str) -> bool:
-        inside = (scope.lower() + "/").startswith(self.scope.lower().rstrip("/") + "/")
-        if not inside:
-            return False
-        if self.role == "Owner":
-            return True
-        if self.role == "Contributor":
-            return not action.lower().startswith("microsoft.authorization/") or \
-                action.lower().endswith("/read")
-        return action.lower().endswith("/read")
-
-
-@dataclass(frozen=True)
-class PolicyEntry:
-    """One ARM AccessPolicyEntry, validated."""
-
-    tenant_id: str
-    object_id: str
-    application_id: str | None
-    secrets: list[str]
-    others: dict[str, list[str]]
-
-    @property
-    def key(self) -> PolicyKey:
-        return policy_key(self.tenant_id, self.object_id, self.application_id)
-
-
-def policy_key(tenant_id: str, object_id: str, application_id: str | None) -> PolicyKey:
-    # GUIDs: compare case-insensitively
-    return tenant_id.lower(), object_id.lower(), (application_id or "").lower()
-
-
-def bad_request(message: str, code: str = "BadRequest") -> ArmError:
-    return ArmError(400, code, message)
-
-
-def group_not_found(group: str) -> ArmError:
-    return ArmError(404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
-
-
-def not_found(resource_type: str, name: str, group: str) -> ArmError:
-    return ArmError(404, "ResourceNotFound", f"The Resource '{resource_type}/{name}' under "
-                    f"resource group '{group}' was not found.")
-
-
-def check_api_version(resource_type: str, api_version: str | None) -> None:
-    if not api_version:
-        raise bad_request("The api-version query parameter (?api-version=) is required for all "
-                          "requests.", "MissingApiVersionParameter")
-    match = API_VERSION.match(api_version)
-    first = FIRST_API_VERSION[resource_type]
-    if match is None or match.group(1) < first[:10]:
-        raise bad_request(f"No registered resource provider found for API version "
-                          f"'{api_version}' for type '{resource_type}'. This stand-in serves "
-                          f"versions from '{first}' on.", "NoRegisteredProviderFound")
-
-
 def has_isolation_scope(api_version: str | None) -> bool:
     return (api_version or "")[:10] >= ISOLATION_SCOPE_API_VERSION
 
@@ -239,38 +168,6 @@ def _isolation_scope(body: dict[str, Any]) -> str | None:
     return scope
 
 
-def _same_location(a: str, b: str) -> bool:
-    """ARM treats 'West Europe' and 'westeurope' as one location."""
-    return a.replace(" ", "").lower() == b.replace(" ", "").lower()
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise bad_request(f"The request content was invalid and could not be deserialized: "
-                          f"{what} must be a JSON object.", "InvalidRequestContent")
-    return value
-
-
-def _string(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _location(body: dict[str, Any]) -> str:
-    location = _string(body.get("location"))
-    if location is None:  # ARM code for tracked resources without location (assumed)
-        raise bad_request("The location property is required for this definition.",
-                          "LocationRequired")
-    return location
-
-
-def _tags(body: dict[str, Any]) -> dict[str, str]:
-    tags = body.get("tags") or {}
-    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-        raise bad_request("The request content was invalid and could not be deserialized: "
-                          "tags must map names to strings.", "InvalidRequestContent")
-    return dict(tags)
-
-
 def _retention(properties: dict[str, Any]) -> int | None:
     """softDeleteRetentionInDays: 7-90, set at creation (facts: soft-delete-overview.md)."""
     value = properties.get("softDeleteRetentionInDays")
@@ -280,57 +177,6 @@ def _retention(properties: dict[str, Any]) -> int | None:
         raise bad_request("The parameter properties.softDeleteRetentionInDays must be between 7 "
                           "and 90.")
     return value
-
-
-def _location_name(location: str) -> str:
-    """ARM's name of a location in paths: 'West Europe' -> 'westeurope'."""
-    return location.replace(" ", "").lower()
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _union(current: list[str], added: list[str]) -> list[str]:
-    """Permissions are case-insensitive: keep the first spelling, drop repeats."""
-    seen = {p.lower() for p in current}
-    merged = list(current)
-    for permission in added:
-        if permission.lower() not in seen:
-            seen.add(permission.lower())
-            merged.append(permission)
-    return merged
-
-
-def _permission_list(permissions: dict[str, Any], kind: str) -> list[str]:
-    values = permissions.get(kind) or []
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise bad_request(f"Access policy permissions.{kind} must be a list of strings.")
-    return _union([], values)
-
-
-def parse_policy(entry: Any) -> PolicyEntry:
-    entry = _object(entry, "an access policy entry")
-    tenant_id, object_id = _string(entry.get("tenantId")), _string(entry.get("objectId"))
-    permissions = entry.get("permissions")
-    if tenant_id is None or object_id is None or not isinstance(permissions, dict):
-        raise bad_request("An access policy entry must specify 'tenantId', 'objectId' and "
-                          "'permissions'.")
-    secrets = _permission_list(permissions, "secrets")
-    unknown = [p for p in secrets if p.lower() not in SECRET_PERMISSION_NAMES]
-    if unknown:
-        raise bad_request(f"Invalid secret permissions {unknown}; allowed: "
-                          f"{sorted(SECRET_PERMISSION_NAMES)}.")
-    others = {kind: _permission_list(permissions, kind) for kind in OTHER_PERMISSION_KINDS
-              if kind in permissions}
-    return PolicyEntry(tenant_id, object_id, _string(entry.get("applicationId")), secrets,
-                       others)
-
-
-def parse_policies(value: Any) -> list[PolicyEntry]:
-    if not isinstance(value, list):
-        raise bad_request("The parameter accessPolicies must be a list (it may be empty).")
-    return [parse_policy(entry) for entry in value]
 
 
 class ResourceManager:
@@ -346,10 +192,11 @@ class ResourceManager:
         self._vaults: dict[str, VaultResource] = {}  # by name: vault names are global
         self._deleted_vaults: dict[str, DeletedVault] = {}  # by name, until purged
         self._operations: set[str] = set()  # finished long-running operations
-        self._assignments: list[RoleAssignment] = []
+        self.rbac = RoleAssignments(directory, tenant_id, subscription_id)
+        self.clusters = ManagedClusters(subscription_id)
         self._lock = threading.RLock()
 
-    # -- role assignments
+    # -- role assignments (the model is crossfed/azure/arm/rbac.py)
 
     @property
     def subscription_scope(self) -> str:
@@ -357,17 +204,42 @@ class ResourceManager:
 
     def assign_role(self, principal_id: str, role: str = "Owner",
                     scope: str | None = None) -> RoleAssignment:
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        assignment = RoleAssignment(principal_id, role, scope or self.subscription_scope)
-        with self._lock:
-            self._assignments.append(assignment)
-        return assignment
+        """An assignment made outside the API (a built-in role's name or GUID), in force at
+        once and listed by the Microsoft.Authorization API like any other."""
+        return self.rbac.seed(principal_id, role, scope)
 
     def authorized(self, principal_id: str, action: str, scope: str) -> bool:
+        return self.rbac.allows(principal_id, action, scope)
+
+    def vault_decider(self, object_id: str, action: str, scope: str) -> RbacVerdict:
+        """Key Vault's RBAC decision for a data action at a vault (or secret) scope."""
+        grant = self.rbac.data_grant(object_id, action, scope)
+        if grant is not None:
+            return RbacVerdict(True, grant.describe(action))
+        waiting = self.rbac.pending_grants(object_id, action, scope)
+        if waiting:
+            names = ", ".join(f"{a.name} ({a.role.name} at {a.scope})" for a in waiting)
+            return RbacVerdict(False, f"role assignment {names} would grant {action} to "
+                               f"principal id {object_id} but has not propagated yet; retry")
+        return RbacVerdict(False, f"no role assignment of principal id {object_id} at {scope} "
+                           f"or above grants {action}; assign Key Vault Secrets User (read) or "
+                           "Key Vault Secrets Officer (write) at the vault. Owner and "
+                           "Contributor grant no data actions")
+
+    # -- managed clusters (AKS records; crossfed/azure/arm/clusters.py)
+
+    def add_managed_cluster(self, group: str, name: str, issuer_url: str,
+                            location: str = "westeurope") -> None:
         with self._lock:
-            return any(a.allows(action, scope) for a in self._assignments
-                       if a.principal_id.lower() == principal_id.lower())
+            if group.lower() not in self._groups:
+                self._groups[group.lower()] = ResourceGroup(group, location)
+            self.clusters.add(ManagedCluster(name, group, issuer_url, location))
+
+    def get_managed_cluster(self, group: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            if not self._group_for_read(group):
+                raise cluster_not_found(group, name)
+        return self.clusters.get(group, name)
 
     # -- resource groups
 
@@ -406,12 +278,12 @@ class ResourceManager:
             raise bad_request(f"Resource group name '{name}' is invalid: use 1-90 letters, "
                               "digits, '_', '-', '.', '(' or ')', not ending in '.'.",
                               "InvalidResourceGroupName")
-        body = _object(body, "the request body")
-        location, tags = _location(body), _tags(body)
+        body = json_object(body, "the request body")
+        location, tags = location_of(body), tags_of(body)
         with self._lock:
             group = self._groups.get(name.lower())
             if group is not None:
-                if not _same_location(group.location, location):  # code seen in the field
+                if not same_location(group.location, location):  # code seen in the field
                     raise ArmError(409, "InvalidResourceGroupLocation", f"Invalid resource "
                                    f"group location '{location}'. The Resource group already "
                                    f"exists in location '{group.location}'.")
@@ -458,6 +330,8 @@ class ResourceManager:
                              if r.resource_group.lower() == group.name.lower()]:
                 self.delete_vault(resource.resource_group, resource.name)
             del self._groups[group.name.lower()]
+            # CHOICE: assignments at the group (and below it) go with it, as the vault's do
+            self.rbac.remove_under(self.group_id(group.name))
             return self.finished_operation()
 
     # -- long-running operations
@@ -517,8 +391,8 @@ class ResourceManager:
             raise bad_request(f"Resource name '{name}' is invalid: use 3-128 letters, digits, "
                               "'-' or '_', starting with a letter or digit.",
                               "InvalidResourceName")
-        body = _object(body, "the request body")
-        location, tags = _location(body), _tags(body)
+        body = json_object(body, "the request body")
+        location, tags = location_of(body), tags_of(body)
         scope = _isolation_scope(body) if has_isolation_scope(api_version) else None
         with self._lock:
             self._group_for_write(group, location)
@@ -529,7 +403,9 @@ class ResourceManager:
                 if scope is not None:
                     identity.isolation_scope = scope
                 return self.identity_json(identity, api_version), False
-            principal = self.directory.add(ServicePrincipal(self.tenant_id, name))
+            principal = ServicePrincipal(self.tenant_id, name,
+                                         known_at=self.directory.propagation.effective_at())
+            self.directory.add(principal)
             identity = UserAssignedIdentity(name, group, location, principal, tags,
                                             scope or "None")
             self._identities[(group.lower(), name.lower())] = identity
@@ -537,7 +413,7 @@ class ResourceManager:
 
     @staticmethod
     def _check_location(name: str, current: str, group: str, wanted: str) -> None:
-        if not _same_location(current, wanted):  # status assumed; code seen in the field
+        if not same_location(current, wanted):  # status assumed; code seen in the field
             raise ArmError(409, "InvalidResourceLocation", f"The resource '{name}' already "
                            f"exists in location '{current}' in resource group '{group}'. A "
                            f"resource with the same name cannot be created in location "
@@ -597,10 +473,10 @@ class ResourceManager:
             raise bad_request(f"The federated identity credential name '{name}' is invalid: use "
                               "3-120 letters, digits, '-' or '_', starting with a letter or "
                               "digit.")
-        properties = _object(body, "the request body").get("properties")
+        properties = json_object(body, "the request body").get("properties")
         if not isinstance(properties, dict):
             properties = {}
-        issuer, subject = _string(properties.get("issuer")), _string(properties.get("subject"))
+        issuer, subject = string(properties.get("issuer")), string(properties.get("subject"))
         audiences = properties.get("audiences")
         if issuer is None or subject is None or not isinstance(audiences, list) or not all(
                 isinstance(a, str) for a in audiences):
@@ -701,11 +577,11 @@ class ResourceManager:
 
     @staticmethod
     def _parse_vault(body: Any) -> tuple[str, dict[str, Any], dict[str, str], list[PolicyEntry]]:
-        body = _object(body, "the request body")
-        location = _location(body)
-        properties = _object(body.get("properties"), "properties")
+        body = json_object(body, "the request body")
+        location = location_of(body)
+        properties = json_object(body.get("properties"), "properties")
         sku = properties.get("sku")
-        if _string(properties.get("tenantId")) is None:
+        if string(properties.get("tenantId")) is None:
             raise bad_request("The parameter properties.tenantId is required.")
         if not isinstance(sku, dict) or str(sku.get("family")) != "A" or str(
                 sku.get("name", "")).lower() not in SKU_NAMES:
@@ -721,7 +597,7 @@ class ResourceManager:
         """Create (register and open on the data plane) or update; returns (resource, created)."""
         self._check_vault_name(name)
         location, properties, sku, policies = self._parse_vault(body)
-        tags = _tags(body)
+        tags = tags_of(body)
         rbac = properties.get("enableRbacAuthorization") is True
         retention = _retention(properties)
         with self._lock:
@@ -738,7 +614,9 @@ class ResourceManager:
                                "in use. Vault names are globally unique.")
             if resource is None:
                 vault = Vault(name, properties["tenantId"], location,
-                              enable_rbac_authorization=rbac)
+                              enable_rbac_authorization=rbac,
+                              resource_id=self.vault_id(group, name),
+                              rbac=self.vault_decider)
                 resource = VaultResource(name, group, vault, sku, tags, retention or
                                          SOFT_DELETE_RETENTION_DAYS)
                 self._set_policies(resource, policies)
@@ -765,9 +643,12 @@ class ResourceManager:
             if resource is None or resource.resource_group.lower() != group.lower():
                 return False
             del self._vaults[name.lower()]
+            vault_id = self.vault_id(resource.resource_group, resource.name)
             self._deleted_vaults[name.lower()] = DeletedVault(
-                resource, datetime.now(UTC).replace(microsecond=0),
-                self.vault_id(resource.resource_group, resource.name))
+                resource, datetime.now(UTC).replace(microsecond=0), vault_id)
+            # facts (cloud tier, section 4): soft delete removes the vault's role
+            # assignments, and recovery would not restore them
+            self.rbac.remove_under(vault_id)
         self.vault_host.close_vault(resource.vault)
         return True
 
@@ -783,22 +664,22 @@ class ResourceManager:
 
     def deleted_vault_json(self, deleted: DeletedVault) -> dict[str, Any]:
         resource = deleted.resource
-        location = _location_name(resource.vault.location)
+        location = location_name(resource.vault.location)
         return {
             "id": (f"/subscriptions/{self.subscription_id}/providers/Microsoft.KeyVault/"
                    f"locations/{location}/deletedVaults/{resource.name}"),
             "name": resource.name, "type": DELETED_VAULT_TYPE,
             "properties": {
                 "vaultId": deleted.vault_id, "location": location,
-                "deletionDate": _timestamp(deleted.deletion_date),
-                "scheduledPurgeDate": _timestamp(deleted.scheduled_purge_date),
+                "deletionDate": timestamp(deleted.deletion_date),
+                "scheduledPurgeDate": timestamp(deleted.scheduled_purge_date),
                 "tags": dict(resource.tags), "purgeProtectionEnabled": False,
             },
         }
 
     def _deleted_vault(self, location: str, name: str) -> DeletedVault:
         deleted = self._deleted_vaults.get(name.lower())
-        if deleted is None or not _same_location(deleted.resource.vault.location, location):
+        if deleted is None or not same_location(deleted.resource.vault.location, location):
             # code and message assumed: real ARM's for a missing deleted vault not found
             raise ArmError(404, "ResourceNotFound", f"The Resource '{DELETED_VAULT_TYPE}/{name}'"
                            f" in location '{location}' was not found.")
@@ -850,7 +731,8 @@ class ResourceManager:
         if kind.lower() not in POLICY_KINDS:
             raise bad_request(f"The operation kind '{kind}' is invalid; use one of "
                               f"{list(POLICY_KINDS)}.")
-        properties = _object(_object(body, "the request body").get("properties"), "properties")
+        properties = json_object(json_object(body, "the request body").get("properties"),
+                                 "properties")
         entries = parse_policies(properties.get("accessPolicies"))
         with self._lock:
             resource = self._vault(group, name)
@@ -885,6 +767,6 @@ class ResourceManager:
                 others.clear()
                 others.update(entry.others)
                 return
-            match.rewritten(_union(match.secret_permissions, entry.secrets), effective_at)
+            match.rewritten(union(match.secret_permissions, entry.secrets), effective_at)
             for other_kind, values in entry.others.items():
-                others[other_kind] = _union(others.get(other_kind, []), values)
+                others[other_kind] = union(others.get(other_kind, []), values)

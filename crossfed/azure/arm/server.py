@@ -18,7 +18,11 @@ Served (ARM matches paths case-insensitively; S = /subscriptions/{sub}, G = S/re
   GET              S/providers/Microsoft.KeyVault/locations/{loc}/deletedVaults/{name}
   POST             .../deletedVaults/{name}/purge: 202 + Location
                    S/providers/Microsoft.KeyVault/locations/{loc}/operationResults/{id}
-Every request needs ?api-version= (the SDKs send 2024-11-30 and 2026-05-15).
+  GET              G/providers/Microsoft.ContainerService/managedClusters/{name} (records)
+  GET PUT DELETE   {scope}/providers/Microsoft.Authorization/roleAssignments/{guid}
+  GET              {scope}/providers/Microsoft.Authorization/roleAssignments[?$filter=]
+  GET              {scope}/providers/Microsoft.Authorization/roleDefinitions[/{guid}]
+Every request needs ?api-version= (the SDKs send 2024-11-30, 2026-05-15, 2022-04-01).
 
 Authentication (codes as real ARM returns them, all 401 with a WWW-Authenticate challenge):
   no Authorization header             AuthenticationFailed
@@ -33,7 +37,9 @@ federatedIdentityCredentials/write) must be allowed by a role assignment of the 
 scope contains the request's path, else 403 AuthorizationFailed naming the action and scope in
 ARM's message. At start the tenant's applications present in the directory (the
 administrator) get Owner on the subscription; managed identities created later get nothing,
-so a federated workload's token cannot add a credential to its own identity.
+so a federated workload's token cannot add a credential to its own identity. Those are role
+assignments like the ones the Microsoft.Authorization API creates (crossfed/azure/arm/rbac.py):
+listed by it, and an assignment it creates grants its role's actions once propagated.
 """
 
 from __future__ import annotations
@@ -46,20 +52,22 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from crossfed.azure.arm.resources import (
+from crossfed.azure.arm.common import (
     ACCESS_POLICY_TYPE,
+    CLUSTER_TYPE,
     CREDENTIAL_TYPE,
     DELETED_VAULT_TYPE,
     GROUP_TYPE,
     IDENTITY_TYPE,
     OPERATION_TYPE,
+    ROLE_ASSIGNMENT_TYPE,
+    ROLE_DEFINITION_TYPE,
     VAULT_TYPE,
     ArmError,
-    ResourceManager,
-    VaultHost,
     bad_request,
     check_api_version,
 )
+from crossfed.azure.arm.resources import ResourceManager, VaultHost
 from crossfed.azure.directory import Directory
 from crossfed.azure.entra.access_tokens import AccessTokenError, AccessTokenSigner
 from crossfed.decisions import Decision, DecisionLog, token_summary
@@ -92,6 +100,8 @@ CREDENTIAL = (*CREDENTIALS, "{credential}")
 VAULTS = (*GROUP, "microsoft.keyvault", "vaults")
 VAULT = (*VAULTS, "{name}")
 ACCESS_POLICY = (*VAULT, "accesspolicies", "{kind}")
+CLUSTER = (*GROUP, "microsoft.containerservice", "managedclusters", "{name}")
+AUTHORIZATION = ("providers", "microsoft.authorization")  # after any scope
 
 API_VERSION = "api-version"  # in Params: the request's, for shapes that vary with it
 FILTER = "$filter"  # in Params when the request has one
@@ -218,7 +228,28 @@ def routes(r: ResourceManager) -> list[Route]:
             "GET": ("Microsoft.KeyVault/locations/operationResults/read",
                     lambda p, _: operation_status(r.operation_done(p["operation"]))),
         }),
+        (CLUSTER, CLUSTER_TYPE, {
+            "GET": (CLUSTER_TYPE + "/read",
+                    lambda p, _: (200, r.get_managed_cluster(p["group"], p["name"]))),
+        }),
     ]
+
+
+def authorization_route(segments: list[str]) -> tuple[str, str, str | None] | None:
+    """{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]:
+    (scope, collection in lower case, name), the scope "" (tenant root) or "/subscriptions/..".
+    """
+    lowered = [s.lower() for s in segments]
+    for i in range(len(segments) - 2, -1, -1):
+        if tuple(lowered[i:i + 2]) != AUTHORIZATION:
+            continue
+        rest = segments[i + 2:]
+        if not 1 <= len(rest) <= 2 or rest[0].lower() not in ("roleassignments",
+                                                               "roledefinitions"):
+            return None
+        scope = "/" + "/".join(segments[:i]) if i else ""
+        return scope, rest[0].lower(), rest[1] if len(rest) == 2 else None
+    return None
 
 
 def cloud_metadata(arm_endpoint: str, authority_host: str) -> dict[str, Any]:
@@ -419,6 +450,9 @@ class ArmApp:
         segments = [s for s in request.path.split("/") if s]
         if len(segments) >= 2 and segments[0].lower() == "subscriptions":
             self.resources.check_subscription(segments[1])
+        authorization = authorization_route(segments)
+        if authorization is not None:
+            return self._authorization(request, claims, request_id, *authorization)
         for pattern, resource_type, handlers in self.routes:
             params = match(pattern, segments)
             if params is None:
@@ -436,6 +470,41 @@ class ArmApp:
             return handler(params, self._body(request))
         raise ArmError(404, "InvalidResourceType", f"The ARM stand-in serves no resource type "
                        f"at '{request.path}'.")
+
+    def _authorization(self, request: Request, claims: dict[str, Any], request_id: str,
+                       scope: str, collection: str, name: str | None) -> Reply:
+        """Microsoft.Authorization (crossfed/azure/arm/rbac.py). CHOICES: role definitions are
+        readable by any principal of the tenant (built-ins are public knowledge); role
+        assignments need a subscription scope (the tenant root answers 400
+        InvalidRoleAssignmentScope)."""
+        rbac = self.resources.rbac
+        methods = {"GET"} if collection == "roledefinitions" or name is None else {
+            "GET", "PUT", "DELETE"}
+        if request.method not in methods:
+            raise ArmError(405, "MethodNotAllowed", f"The requested resource does not support "
+                           f"http method '{request.method}'.")
+        filter_ = request.args.get(FILTER)
+        if collection == "roledefinitions":
+            check_api_version(ROLE_DEFINITION_TYPE, request.args.get("api-version"))
+            if name is None:
+                return 200, rbac.list_definitions(scope, filter_)
+            return 200, rbac.get_definition(scope, name)
+        check_api_version(ROLE_ASSIGNMENT_TYPE, request.args.get("api-version"))
+        if not scope:
+            raise bad_request("Role assignments are served at a subscription, resource group "
+                              "or resource scope.", "InvalidRoleAssignmentScope")
+        action = {"GET": "read", "PUT": "write", "DELETE": "delete"}[request.method]
+        self._authorize(request, claims, f"{ROLE_ASSIGNMENT_TYPE}/{action}", request_id)
+        if name is None:
+            return 200, rbac.list(scope, filter_)
+        if request.method == "GET":
+            return 200, rbac.get(scope, name)
+        if request.method == "DELETE":
+            removed = rbac.delete(scope, name)
+            return (200, removed) if removed is not None else (204, None)
+        return put_status(rbac.put(scope, name, self._body(request),
+                                   str(claims.get("oid", "")),
+                                   self.resources.directory.propagation.effective_at))
 
     @staticmethod
     def _body(request: Request) -> Any:
@@ -491,6 +560,12 @@ class ArmStandIn:
     @property
     def endpoint(self) -> str:
         return self._server.url
+
+    def add_managed_cluster(self, resource_group: str, name: str, issuer_url: str,
+                            location: str = "westeurope") -> None:
+        """An AKS record (GET .../managedClusters/{name}) whose OIDC issuer is issuer_url,
+        returned exactly as given; its resource group is created if missing."""
+        self.resources.add_managed_cluster(resource_group, name, issuer_url, location)
 
     def start(self) -> ArmStandIn:
         self._server.start(self.app)

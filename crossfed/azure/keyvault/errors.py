@@ -104,13 +104,18 @@ ACCESS_DENIED = (
     "{permission} permission on key vault '{vault};location={location}'. An access policy for "
     "this object id in tenant {tenant} must grant secrets {permission}."
 )
+# As real vaults word it (field: a 403 body quoted in full in a CTF write-up and in an
+# Azure Container Apps troubleshooting guide), "\r\n"-separated, the trailing space included.
 FORBIDDEN_BY_RBAC = (
     "Caller is not authorized to perform action on resource.\r\n"
+    "If role assignments, deny assignments or role definitions were changed recently, please "
+    "observe propagation time.\r\n"
     "Caller: appid={appid};oid={oid};iss={iss}\r\n"
     "Action: '{action}'\r\n"
     "Resource: '{resource}'\r\n"
     "Assignment: (not found)\r\n"
-    "DecisionReason: 'DeniedWithNoValidRBAC'\r\n"
+    "DenyAssignmentId: null\r\n"
+    "DecisionReason: 'DeniedWithNoValidRBAC' \r\n"
     "Vault: {vault};location={location}\r\n"
 )
 SECRET_NOT_FOUND = (
@@ -124,18 +129,6 @@ DELETED_BUT_RECOVERABLE = (
     "Secret {name} is currently in a deleted but recoverable state, and its name cannot be "
     "reused; recover or purge it first."
 )
-
-# Data actions the RBAC message names. getSecret is in the facts file (denial message); the
-# others follow the same naming and are assumed, not checked against a source.
-RBAC_ACTIONS = {
-    "get": "Microsoft.KeyVault/vaults/secrets/getSecret/action",
-    "list": "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
-    "set": "Microsoft.KeyVault/vaults/secrets/setSecret/action",
-    "delete": "Microsoft.KeyVault/vaults/secrets/delete",
-    "recover": "Microsoft.KeyVault/vaults/deletedSecrets/recover/action",
-    "purge": "Microsoft.KeyVault/vaults/deletedSecrets/delete",
-}
-
 
 # --- factories ---------------------------------------------------------------------------
 
@@ -207,17 +200,13 @@ def access_denied(claims: dict[str, Any], permission: str, vault: str, location:
         "(object) id, not the client id")
 
 
-def forbidden_by_rbac(claims: dict[str, Any], permission: str, vault: str, location: str,
-                      resource: str) -> Forbidden:
+def forbidden_by_rbac(claims: dict[str, Any], action: str, vault: str, location: str,
+                      resource: str, why: str) -> Forbidden:
     message = FORBIDDEN_BY_RBAC.format(
         appid=claims.get("appid"), oid=claims.get("oid"), iss=claims.get("iss"),
-        action=RBAC_ACTIONS.get(permission, permission), resource=resource, vault=vault,
-        location=location)
-    return Forbidden(
-        message, check="rbac", inner="ForbiddenByRbac",
-        detail=f"vault {vault} uses Azure RBAC (enableRbacAuthorization) and the stand-ins "
-        "model no role assignments, so every data-plane request is denied; use access "
-        "policies for local runs")
+        action=action, resource=resource, vault=vault, location=location)
+    return Forbidden(message, check="role_assignment", inner="ForbiddenByRbac",
+                     detail=f"vault {vault} uses Azure RBAC (enableRbacAuthorization): {why}")
 
 
 def secret_not_found(name: str, version: str | None = None) -> SecretNotFound:

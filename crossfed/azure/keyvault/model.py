@@ -1,4 +1,4 @@
-"""Key Vault's state: vaults with access policies and versioned secrets.
+"""Key Vault's state: vaults with access policies (or Azure RBAC) and versioned secrets.
 
 ARM creates vaults here (control plane); the data-plane server reads and writes secrets.
 Locally each vault gets its own HTTPS listener, so its URL is https://127.0.0.1:PORT/ (a vault
@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crossfed.azure.propagation import pending
@@ -57,6 +58,19 @@ def _same_id(expected: str, given: str | None) -> bool:
     return bool(given) and expected.lower() == (given or "").lower()
 
 
+@dataclass(frozen=True)
+class RbacVerdict:
+    """Azure RBAC's answer for one data action: allowed, and why (for the decision log)."""
+
+    allowed: bool
+    why: str
+
+
+# (object id, data action, scope) -> verdict; ARM's role assignments decide (ResourceManager.
+# vault_decider). A vault without one (built without ARM) has no assignments: all denied.
+RbacDecider = Callable[[str, str, str], RbacVerdict]
+
+
 @dataclass
 class SecretVersion:
     value: str = field(repr=False)
@@ -78,6 +92,8 @@ class Vault:
     access_policies: list[AccessPolicy] = field(default_factory=list)
     enable_rbac_authorization: bool = False
     uri: str = ""  # set when the data plane gives the vault its listener
+    resource_id: str = ""  # ARM id (/subscriptions/.../vaults/{name}); "" without ARM
+    rbac: RbacDecider | None = field(default=None, repr=False, compare=False)
     secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 

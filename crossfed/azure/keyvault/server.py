@@ -42,8 +42,12 @@ Choices where Key Vault documents nothing (UNDOC):
 - paging: maxresults 1..25 (default 25, else 400); nextLink carries an opaque `$skiptoken`
   (an offset) and maxresults; the last page has `"nextLink": null`;
 - access policies carrying an applicationId (compound identity) only match a token whose
-  appid is that application; Azure RBAC vaults deny everything (ForbiddenByRbac) because no
-  role assignments are modelled;
+  appid is that application;
+- Azure RBAC vaults (enableRbacAuthorization) ignore access policies: the operation's data
+  action (Operation.data_action) must be granted by a role assignment at the secret, the
+  vault, its group or the subscription, in force (propagated), as ARM's role assignments say
+  (Vault.rbac); a vault opened without ARM has none and denies everything. Denial: 403
+  Forbidden / ForbiddenByRbac, decision check "role_assignment";
 - tokens: v1.0 only (iss `https://sts.windows.net/{tid}/`), checked by
   AccessTokenSigner.verify (key, audience, lifetime with 300 s skew), then iss and tid against
   the vault's tenant (AKV10032).
@@ -74,7 +78,7 @@ from crossfed.azure.entra.access_tokens import (
     v1_issuer,
 )
 from crossfed.azure.keyvault import errors
-from crossfed.azure.keyvault.model import SecretVersion, Vault
+from crossfed.azure.keyvault.model import RbacVerdict, SecretVersion, Vault
 from crossfed.decisions import Decision, DecisionLog, is_feed_path, token_summary
 from crossfed.https_server import LOOPBACK, HTTPSServer
 from crossfed.pki import RunCA
@@ -125,30 +129,38 @@ class Route:
 @dataclass(frozen=True)
 class Operation:
     action: str  # Key Vault's audit-log operation name
-    permission: str  # the secret permission it needs
+    permission: str  # the secret permission it needs (access policies)
     handler: str  # VaultApp method
+    data_action: str = ""  # what Azure RBAC checks (enableRbacAuthorization)
 
 
+# Data actions: getSecret and readMetadata are in the field's denial messages; the others are
+# the secrets data actions as the built-in roles list them (rbac-guide.md). CHOICE: deleted
+# secrets are read (list, get) with readMetadata, purged and recovered with secrets/purge and
+# secrets/recover.
+SECRETS = "Microsoft.KeyVault/vaults/secrets/"
+GET, READ = SECRETS + "getSecret/action", SECRETS + "readMetadata/action"
 OPERATIONS: dict[str, dict[str, Operation]] = {
-    "secrets": {"GET": Operation("SecretList", "list", "_list")},
+    "secrets": {"GET": Operation("SecretList", "list", "_list", READ)},
     "secret": {
-        "GET": Operation("SecretGet", "get", "_get"),
-        "PUT": Operation("SecretSet", "set", "_set"),
-        "DELETE": Operation("SecretDelete", "delete", "_delete"),
+        "GET": Operation("SecretGet", "get", "_get", GET),
+        "PUT": Operation("SecretSet", "set", "_set", SECRETS + "setSecret/action"),
+        "DELETE": Operation("SecretDelete", "delete", "_delete", SECRETS + "delete"),
         # update_secret_properties without a version sends PATCH /secrets/{name}/: the latest
-        "PATCH": Operation("SecretUpdate", "set", "_update"),
+        "PATCH": Operation("SecretUpdate", "set", "_update", SECRETS + "update/action"),
     },
-    "versions": {"GET": Operation("SecretListVersions", "list", "_list_versions")},
+    "versions": {"GET": Operation("SecretListVersions", "list", "_list_versions", READ)},
     "version": {
-        "GET": Operation("SecretGet", "get", "_get"),
-        "PATCH": Operation("SecretUpdate", "set", "_update"),
+        "GET": Operation("SecretGet", "get", "_get", GET),
+        "PATCH": Operation("SecretUpdate", "set", "_update", SECRETS + "update/action"),
     },
-    "deleted": {"GET": Operation("SecretListDeleted", "list", "_list_deleted")},
+    "deleted": {"GET": Operation("SecretListDeleted", "list", "_list_deleted", READ)},
     "deleted_secret": {
-        "GET": Operation("SecretGetDeleted", "get", "_get_deleted"),
-        "DELETE": Operation("SecretPurge", "purge", "_purge"),
+        "GET": Operation("SecretGetDeleted", "get", "_get_deleted", READ),
+        "DELETE": Operation("SecretPurge", "purge", "_purge", SECRETS + "purge/action"),
     },
-    "recover": {"POST": Operation("SecretRecover", "recover", "_recover")},
+    "recover": {"POST": Operation("SecretRecover", "recover", "_recover",
+                                  SECRETS + "recover/action")},
 }
 
 
@@ -232,7 +244,7 @@ class VaultApp:
             claims = self._authenticate(bearer)
             if route.name is not None and not NAME.match(route.name):
                 raise errors.invalid_name(route.name)
-            why = self._authorize(claims, operation.permission, route.name)
+            why = self._authorize(claims, operation, route.name)
             response: Response = getattr(self, operation.handler)(request, route)
         except errors.KeyVaultError as exc:
             self.decisions.record(Decision(
@@ -296,19 +308,40 @@ class VaultApp:
             return errors.not_yet_valid(claims.get("nbf"), now, LEEWAY)
         return errors.malformed(exc.message)
 
-    def _authorize(self, claims: dict[str, Any], permission: str, secret: str | None) -> str:
-        vault = self.vault
+    def _authorize(self, claims: dict[str, Any], operation: Operation,
+                   secret: str | None) -> str:
+        vault, permission = self.vault, operation.permission
         tid, oid, appid = claims.get("tid", ""), claims.get("oid", ""), claims.get("appid")
         with vault.lock:
             rbac = vault.enable_rbac_authorization
             granted = not rbac and vault.allowed(tid, oid, permission, appid)
             name, location = vault.name, vault.location
+            decider, resource_id = vault.rbac, vault.resource_id
         if rbac:
-            resource = f"providers/Microsoft.KeyVault/vaults/{name}/secrets/{secret or ''}"
-            raise errors.forbidden_by_rbac(claims, permission, name, location, resource)
+            return self._authorize_rbac(claims, operation, secret, decider, resource_id)
         if not granted:
             raise errors.access_denied(claims, permission, name, location, tid)
         return f"an access policy grants secrets {permission} to object id {oid} (appid {appid})"
+
+    def _authorize_rbac(self, claims: dict[str, Any], operation: Operation, secret: str | None,
+                        decider: Any, resource_id: str) -> str:
+        """Azure RBAC vaults ignore access policies: role assignments at the vault (or the
+        secret), its group or the subscription decide, through ARM's decider."""
+        vault = self.vault
+        base = resource_id or f"providers/Microsoft.KeyVault/vaults/{vault.name}"
+        scope = f"{base}/secrets/{secret}" if secret else base
+        oid = str(claims.get("oid", ""))
+        if decider is None:
+            verdict = RbacVerdict(False, f"vault {vault.name} uses Azure RBAC "
+                                  "(enableRbacAuthorization) and was opened without ARM, so no "
+                                  "role assignment can grant anything")
+        else:
+            verdict = decider(oid, operation.data_action, scope)
+        if not verdict.allowed:
+            # CHOICE: the resource in lower case, as the field's denial messages show it
+            raise errors.forbidden_by_rbac(claims, operation.data_action, vault.name,
+                                           vault.location, scope.lower(), verdict.why)
+        return verdict.why
 
     # -- shapes ---------------------------------------------------------------------------------
 
