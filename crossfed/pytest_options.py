@@ -15,7 +15,7 @@ import pytest
 
 MARKERS = {
     "local": "runs on this machine with the stand-ins (no cloud account needed)",
-    "cloud": "needs real cloud accounts (enable with the cloud flags)",
+    "cloud": "runs against real cloud accounts (enable with --cloud aws / --cloud azure)",
     "aws": "exercises the AWS direction (IRSA-style web identity)",
     "azure": "exercises the Azure direction (workload identity federation)",
     "cluster": "needs a Kubernetes cluster (kind or --crossfed-kubeconfig)",
@@ -96,6 +96,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for tool in ("kind", "kubectl", "helm"):
         add(f"--crossfed-{tool}-bin", default=None,
             help=TOOL_HELP.format(tool=tool) + f" (was --{tool}-bin)")
+    from crossfed.cloud.options import add_cloud_options
+
+    add_cloud_options(add)
 
 
 def _registered_option_names(parser: pytest.Parser) -> set[str]:

@@ -59,6 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("the kind environment brings its own issuer (key and port kept "
                                 "with the cluster): drop --crossfed-issuer-key/-url/-port "
                                 "(or CROSSFED_ISSUER_*), or select other environments")
+    from crossfed.cloud.options import CloudSettings
+
+    problems = CloudSettings.from_options(config.getoption).problems()
+    if problems:
+        raise pytest.UsageError("; ".join(problems))
     host = config.getoption("--crossfed-standin-host")
     if host:
         from crossfed.listen import check_listen_host
@@ -122,15 +127,19 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         if callspec:
             SCENARIO_OUTCOMES.setdefault(callspec, []).append(
-                (_scenario_name(report.nodeid), report.outcome))
+                (_scenario_name(report.nodeid, callspec), report.outcome))
 
 
-def _scenario_name(nodeid: str) -> str:
+def _scenario_name(nodeid: str, environment: str = "") -> str:
     """`test_x[kubeconfig-expired-token]` -> `expired-token`; a plain test keeps its name."""
     name = nodeid.split("::")[-1]
     if "[" not in name:
         return name
     params = name[name.index("[") + 1:-1]
+    if environment and params.startswith(environment + "-"):
+        return params[len(environment) + 1:]
+    if params == environment:
+        return name.split("[")[0]
     return params.split("-", 1)[1] if "-" in params else name.split("[")[0]
 
 
@@ -146,11 +155,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for environment, outcomes in SCENARIO_OUTCOMES.items():
         passed = [name for name, outcome in outcomes if outcome == "passed"]
         others = [f"{name} {outcome}" for name, outcome in outcomes if outcome != "passed"]
-        where = "in pods" if environment != "process" else "in processes"
+        if environment.startswith("cloud-") and not passed and all(
+                outcome == "skipped" for _, outcome in outcomes):
+            from crossfed.cloud.options import CloudSettings
+
+            reason = CloudSettings.from_options(config.getoption).skip_reason(
+                None, environment.split("-", 1)[1]) or "see -rs"
+            terminalreporter.write_line(f"crossfed: {environment}: {len(outcomes)} cloud "
+                                        f"scenarios skipped: {reason}")
+            continue
+        where = "in processes" if environment.endswith("process") else "in pods"
         terminalreporter.write_line(
             f"crossfed: {environment}: {len(passed)} of {len(outcomes)} scenarios passed {where}"
             + (f"; not passed: {', '.join(others)}" if others else ""))
         terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
+    from crossfed.cloud.environment import propagation_summary
+
+    for line in propagation_summary():
+        terminalreporter.write_line(f"crossfed: cloud propagation: {line}")
     if config.stash.get(USED, False) or SCENARIO_OUTCOMES or engaged(config):
         status = kind_status(config)
         if status:
@@ -169,17 +191,43 @@ def selected_environments(config: pytest.Config) -> list[str]:
     return environments
 
 
+CLOUD_ENVIRONMENTS = ("cloud-process", "cloud-cluster")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "federation" in metafunc.fixturenames:
-        metafunc.config.stash[USED] = True
-        params = []
-        for name in selected_environments(metafunc.config):
-            marks: list[Any] = [] if name == "process" else [pytest.mark.cluster]
-            status = kind_status(metafunc.config) if name == "kind" else None
+    """The environment is a parameter: the local ones (marked `local`) and the cloud tier's
+    (marked `cloud`, skipped with the flags to set unless --cloud enables them). A test marked
+    `local` itself gets only the local ones, one marked `cloud` only the cloud ones."""
+    if "federation" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    config.stash[USED] = True
+    own = {mark.name for mark in metafunc.definition.iter_markers()}
+    params = []
+    if "cloud" not in own or "local" in own:
+        for name in selected_environments(config):
+            marks: list[Any] = [pytest.mark.local]
+            if name != "process":
+                marks.append(pytest.mark.cluster)
+            status = kind_status(config) if name == "kind" else None
             if status:  # asked for explicitly, but not usable here: skipped, with the reason
                 marks.append(pytest.mark.skip(reason=status))
             params.append(pytest.param(name, marks=marks, id=name))
-        metafunc.parametrize("crossfed_env_name", params, scope="session")
+    if "local" not in own or "cloud" in own:
+        from crossfed.cloud.options import CloudSettings
+
+        settings = CloudSettings.from_options(config.getoption)
+        directions = [cloud for cloud in ("aws", "azure") if cloud in own]
+        direction = directions[0] if len(directions) == 1 else None
+        for name in CLOUD_ENVIRONMENTS:
+            marks = [pytest.mark.cloud]
+            if name == "cloud-cluster":
+                marks.append(pytest.mark.cluster)
+            reason = settings.skip_reason(direction, name.split("-", 1)[1])
+            if reason:
+                marks.append(pytest.mark.skip(reason=reason))
+            params.append(pytest.param(name, marks=marks, id=name))
+    metafunc.parametrize("crossfed_env_name", params, scope="session")
 
 
 # --- the kind environment ---------------------------------------------------------------------
@@ -377,14 +425,43 @@ def crossfed_kind_cluster(crossfed_kind: KindEnvironment, crossfed_clouds: Local
 
 
 @pytest.fixture(scope="session")
-def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str,
-                         crossfed_clouds: LocalStandIns) -> Scenarios:
+def crossfed_cloud_tier(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The cloud tier of the session: accounts, tags, issuers, attached clusters; whatever it
+    created is deleted at the end (each scenario's objects already at the scenario's end)."""
+    from crossfed.cloud.environment import CloudTier
+    from crossfed.cloud.options import CloudSettings
+    from crossfed.environments.standins import new_run_id
+    from crossfed.issuer.keys import SigningKey
+
+    options = request.config.getoption
+    run_id = options("--crossfed-run-id") or new_run_id()
+    state = options("--crossfed-state-dir")
+    state_dir = Path(state) / "cloud" if state else _private_run_dir(request.config,
+                                                                     f"cloud-{run_id}")
+    key_path = options("--crossfed-issuer-key")
+    tier = CloudTier.start(CloudSettings.from_options(options), run_id, state_dir,
+                           key=SigningKey.load(Path(key_path)) if key_path else None,
+                           external_issuer=options("--crossfed-issuer-url"))
+    yield tier
+    failures = tier.stop()
+    if failures:
+        log.warning("crossfed cloud: teardown left: %s", "; ".join(failures))
+
+
+@pytest.fixture(scope="session")
+def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str) -> Any:
     from crossfed.scenario import Scenarios
 
+    if crossfed_env_name in CLOUD_ENVIRONMENTS:
+        from crossfed.cloud.environment import CloudScenarios
+
+        return CloudScenarios(request.getfixturevalue("crossfed_cloud_tier"),
+                              crossfed_env_name.split("-", 1)[1])
+    clouds = request.getfixturevalue("crossfed_clouds")
     if crossfed_env_name == "process":
-        return Scenarios(crossfed_clouds)
+        return Scenarios(clouds)
     fixture = {"kubeconfig": "crossfed_cluster", "kind": "crossfed_kind_cluster"}
-    return Scenarios(crossfed_clouds, request.getfixturevalue(fixture[crossfed_env_name]),
+    return Scenarios(clouds, request.getfixturevalue(fixture[crossfed_env_name]),
                      name=crossfed_env_name)
 
 

@@ -45,13 +45,16 @@ def _show(step: dict[str, Any]) -> str:
                       f"{step.get('message')}")
 
 
-def check_aws(plan: FederationPlan, report: dict[str, Any], evidence: AwsEvidence) -> None:
-    """Raise VerdictError unless every AWS client saw exactly the plan's expected outcome."""
+def aws_outcome_problems(plan: FederationPlan, report: dict[str, Any], role_name: str,
+                         account_id: str, object_key: str,
+                         clients: tuple[str, ...] = AWS_CLIENTS) -> list[str]:
+    """What differs between each AWS client's outcome and the plan's expectation (empty: as
+    expected). The diagnosis is the caller's: decision logs locally, the cloud's state else."""
     problems: list[str] = []
-    expected_arn_prefix = f"arn:aws:sts::{evidence.account_id}:assumed-role/{evidence.role_name}/"
-    clients = report.get("aws", {})
-    for client in AWS_CLIENTS:
-        result = clients.get(client)
+    expected_arn_prefix = f"arn:aws:sts::{account_id}:assumed-role/{role_name}/"
+    reported = report.get("aws", {})
+    for client in clients:
+        result = reported.get(client)
         if result is None:
             problems.append(f"{client}: the probe reported nothing")
             continue
@@ -66,13 +69,24 @@ def check_aws(plan: FederationPlan, report: dict[str, Any], evidence: AwsEvidenc
             problems.append(f"{client}: get-caller-identity expected {expect.error_code}, "
                             f"got {_show(identity)}")
         if expect.allowed:
-            if not listing.get("ok") or evidence.object_key not in listing.get("keys", []):
-                problems.append(f"{client}: listing expected {evidence.object_key}, "
+            if not listing.get("ok") or object_key not in listing.get("keys", []):
+                problems.append(f"{client}: listing expected {object_key}, "
                                 f"got {_show(listing)}")
         elif expect.step == "list" and (listing.get("ok")
                                         or listing.get("error_code") != expect.error_code):
             problems.append(f"{client}: listing expected {expect.error_code}, "
                             f"got {_show(listing)}")
+    return problems
+
+
+def expectation(plan: FederationPlan) -> str:
+    return "allowed" if plan.expect.allowed else str(plan.expect.error_code)
+
+
+def check_aws(plan: FederationPlan, report: dict[str, Any], evidence: AwsEvidence) -> None:
+    """Raise VerdictError unless every AWS client saw exactly the plan's expected outcome."""
+    problems = aws_outcome_problems(plan, report, evidence.role_name, evidence.account_id,
+                                    evidence.object_key)
     if not plan.expect.allowed and plan.expect.failed_check:
         checks = {d.check for d in evidence.decisions if not d.allowed}
         if plan.expect.failed_check not in checks:
@@ -80,8 +94,7 @@ def check_aws(plan: FederationPlan, report: dict[str, Any], evidence: AwsEvidenc
                             f"'{plan.expect.failed_check}', it named {sorted(checks) or 'none'}")
     if problems:
         raise VerdictError(
-            f"plan {plan.name!r} ({'allowed' if plan.expect.allowed else plan.expect.error_code}"
-            f" expected):\n  " + "\n  ".join(problems)
+            f"plan {plan.name!r} ({expectation(plan)} expected):\n  " + "\n  ".join(problems)
             + "\nstand-in diagnosis:\n" + evidence.diagnosis()
         )
 
@@ -100,11 +113,12 @@ class AzureEvidence:
                        "identity or vault")
 
 
-def check_azure(plan: FederationPlan, report: dict[str, Any], evidence: AzureEvidence) -> None:
-    """Raise VerdictError unless each credential saw exactly the plan's expected outcome."""
+def azure_outcome_problems(plan: FederationPlan, report: dict[str, Any], secret_sha256: str,
+                           credentials: tuple[str, ...] | None = None) -> list[str]:
+    """What differs between each credential's outcome and the plan's expectation."""
     problems: list[str] = []
     expect = plan.expect
-    for kind in AZURE_CREDENTIALS:
+    for kind in credentials or AZURE_CREDENTIALS:
         result = report.get("azure", {}).get(kind)
         if result is None:
             problems.append(f"{kind}: the probe reported nothing")
@@ -116,13 +130,20 @@ def check_azure(plan: FederationPlan, report: dict[str, Any], evidence: AzureEvi
         elif token.get("ok") or token.get("error_code") != expect.error_code:
             problems.append(f"{kind}: token expected {expect.error_code}, got {_show(token)}")
         if expect.allowed:
-            if not secret.get("ok") or secret.get("sha256") != evidence.secret_sha256:
-                problems.append(f"{kind}: secret with digest {evidence.secret_sha256[:12]}… "
+            if not secret.get("ok") or secret.get("sha256") != secret_sha256:
+                problems.append(f"{kind}: secret with digest {secret_sha256[:12]}… "
                                 f"expected, got {_show(secret)}")
         elif expect.step == "secret" and (secret.get("ok")
                                           or secret.get("error_code") != expect.error_code):
             problems.append(f"{kind}: secret read expected {expect.error_code}, "
                             f"got {_show(secret)}")
+    return problems
+
+
+def check_azure(plan: FederationPlan, report: dict[str, Any], evidence: AzureEvidence) -> None:
+    """Raise VerdictError unless each credential saw exactly the plan's expected outcome."""
+    expect = plan.expect
+    problems = azure_outcome_problems(plan, report, evidence.secret_sha256)
     if not expect.allowed and expect.failed_check:
         checks = {d.check for d in evidence.decisions if not d.allowed}
         if expect.failed_check not in checks:
@@ -130,7 +151,6 @@ def check_azure(plan: FederationPlan, report: dict[str, Any], evidence: AzureEvi
                             f"'{expect.failed_check}', they named {sorted(checks) or 'none'}")
     if problems:
         raise VerdictError(
-            f"plan {plan.name!r} ({'allowed' if expect.allowed else expect.error_code}"
-            f" expected):\n  " + "\n  ".join(problems)
+            f"plan {plan.name!r} ({expectation(plan)} expected):\n  " + "\n  ".join(problems)
             + "\nstand-in diagnosis:\n" + evidence.diagnosis()
         )

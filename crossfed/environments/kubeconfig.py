@@ -7,6 +7,7 @@ server and mirrored for the stand-ins, and the variants that need its private ke
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ class KubeconfigOptions:
     mutator_host: str = "127.0.0.1"  # where the API server reaches the mutator
     # False: the cluster's own (real) webhooks mutate the pods; no reference mutator is served.
     reference_mutator: bool = True
+    context: str | None = None  # None: the kubeconfig's current context
+    # What the pods' SDKs trust: the run's CA (the stand-ins), or None (the clouds' own
+    # endpoints, trusted by the image's system roots), or another bundle (AWS_CA_BUNDLE).
+    workload_ca: Path | None | str = "run"
 
 
 class KubeconfigCluster:
@@ -52,7 +57,9 @@ class KubeconfigCluster:
                  mutator: MutatorSettings, own_issuer: Issuer | None = None,
                  mirror: Callable[[LearnedIssuer], object] | None = None) -> None:
         self.options, self.run_id = options, run_id
-        api_client = config.new_client_from_config(config_file=options.kubeconfig)
+        api_client = config.new_client_from_config(config_file=options.kubeconfig,
+                                                   context=options.context)
+        self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.admission = client.AdmissionregistrationV1Api(api_client)
         self._teardown = Teardown()
@@ -64,7 +71,9 @@ class KubeconfigCluster:
         self.mutator = MutatorApp(self._annotations, mutator)
         if options.reference_mutator:
             self._register_mutator(ca, run_id)
-        self.runner = PodRunner(self.core, run_id, Path(ca.bundle_path), options.pods)
+        workload_ca = (Path(ca.bundle_path) if options.workload_ca == "run"
+                       else Path(options.workload_ca) if options.workload_ca else None)
+        self.runner = PodRunner(self.core, run_id, workload_ca, options.pods)
 
     @classmethod
     def for_clouds(cls, options: KubeconfigOptions, clouds: LocalStandIns) -> KubeconfigCluster:
@@ -98,6 +107,8 @@ class KubeconfigCluster:
                              host=options.mutator_host).start(self.mutator)
         self._teardown.add("reference mutator", server.stop)
         name = f"crossfed-{run_id}"
+        if options.context:  # one per attached context: the cloud tier attaches two
+            name = f"{name}-{hashlib.sha256(options.context.encode()).hexdigest()[:6]}"
         body = webhook_configuration(name, f"{server.url}/mutate", ca.bundle_path.read_bytes(),
                                      (RUN_LABEL, run_id))
         self.admission.create_mutating_webhook_configuration(body)

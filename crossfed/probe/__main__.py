@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                                         not args.azure_skip_challenge_resource_check)
             for kind in args.azure_credentials.split(",")
         }
+    from crossfed.probe.report import token_claims
+
+    report["tokens"] = token_claims()  # claims and digest only: the diagnosis judges them
     line = json.dumps(report, sort_keys=True)
     print(line, flush=True)
     if args.termination_log:

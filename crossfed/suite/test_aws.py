@@ -7,7 +7,8 @@ import pytest
 from crossfed.federation import Federation
 from crossfed.suite.plans import AWS_ALLOWED, AWS_DENIED
 
-pytestmark = [pytest.mark.local, pytest.mark.aws]
+# `local` or `cloud` comes with the environment parameter (crossfed.pytest_plugin).
+pytestmark = [pytest.mark.aws]
 
 
 def test_workload_assumes_role_and_lists_bucket(federation: Federation) -> None:

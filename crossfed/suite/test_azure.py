@@ -9,7 +9,8 @@ from crossfed.federation import Federation
 from crossfed.plan import FederationPlan
 from crossfed.suite.plans import AZURE_ALLOWED, AZURE_DENIED
 
-pytestmark = [pytest.mark.local, pytest.mark.azure]
+# `local` or `cloud` comes with the environment parameter (crossfed.pytest_plugin).
+pytestmark = [pytest.mark.azure]
 
 
 def test_workload_reads_the_secret(federation: Federation) -> None:

@@ -34,6 +34,8 @@ class PodSettings:
     image: str = "crossfed/probe:local"
     node_name: str | None = None  # set when the cluster has no scheduler
     timeout: float = 180
+    # Never: a local image loaded onto the node; the cloud tier's clusters pull a pushed one.
+    pull_policy: str = "Never"
 
 
 def api(kubeconfig: str) -> client.CoreV1Api:
@@ -41,7 +43,10 @@ def api(kubeconfig: str) -> client.CoreV1Api:
 
 
 class PodRunner:
-    def __init__(self, core: client.CoreV1Api, run_id: str, ca_bundle: Path,
+    """ca_bundle: what the pod's SDKs trust (AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE), from a
+    ConfigMap; None against real clouds, whose endpoints the image's system roots trust."""
+
+    def __init__(self, core: client.CoreV1Api, run_id: str, ca_bundle: Path | None,
                  settings: PodSettings) -> None:
         self.core, self.run_id, self.ca_bundle, self.settings = core, run_id, ca_bundle, settings
 
@@ -51,14 +56,24 @@ class PodRunner:
         self.core.create_namespace(body)
         teardown.add(f"namespace {name}", lambda: self.core.delete_namespace(
             name, grace_period_seconds=0, propagation_policy="Background"))
-        self.core.create_namespaced_config_map(name, client.V1ConfigMap(
-            metadata=client.V1ObjectMeta(name="crossfed-ca"),
-            data={"ca.pem": self.ca_bundle.read_text()}))
+        if self.ca_bundle is not None:
+            self.core.create_namespaced_config_map(name, client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name="crossfed-ca"),
+                data={"ca.pem": self.ca_bundle.read_text()}))
 
     def run(self, namespace: str, service_account: str, targets: SdkTargets,
             teardown: Teardown, aws: AwsWorkload | None = None,
             azure: AzureWorkload | None = None, forged_token: str | None = None,
             aws_audience: str | None = None) -> ProbeResult:
+        self.prepare(namespace, service_account, teardown, aws, azure, forged_token,
+                     aws_audience)
+        return self.run_pod(namespace, service_account, targets, aws, azure, forged_token)
+
+    def prepare(self, namespace: str, service_account: str, teardown: Teardown,
+                aws: AwsWorkload | None = None, azure: AzureWorkload | None = None,
+                forged_token: str | None = None, aws_audience: str | None = None) -> None:
+        """The namespace, the service account with the annotations users write, and the
+        forged token's Secret: what every pod of the scenario shares."""
         self._namespace(namespace, teardown)
         annotations: dict[str, str] = {}
         if aws is not None:
@@ -70,20 +85,29 @@ class PodRunner:
             annotations["azure.workload.identity/tenant-id"] = azure.tenant_id
         self.core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
             metadata=client.V1ObjectMeta(name=service_account, annotations=annotations)))
-        env = {"AWS_EC2_METADATA_DISABLED": "true",
-               "AWS_CA_BUNDLE": f"{CA_MOUNT}/ca.pem", "REQUESTS_CA_BUNDLE": f"{CA_MOUNT}/ca.pem"}
+        if forged_token is not None:
+            self.core.create_namespaced_secret(namespace, client.V1Secret(
+                metadata=client.V1ObjectMeta(name="crossfed-token"),
+                string_data={"token": forged_token}))
+
+    def run_pod(self, namespace: str, service_account: str, targets: SdkTargets,
+                aws: AwsWorkload | None = None, azure: AzureWorkload | None = None,
+                forged_token: str | None = None, pod_name: str = "probe") -> ProbeResult:
+        """One probe pod in a prepared namespace (a retry gets a pod name of its own)."""
+        env = {"AWS_EC2_METADATA_DISABLED": "true"}
+        volumes, mounts = [], []
+        if self.ca_bundle is not None:
+            env.update(AWS_CA_BUNDLE=f"{CA_MOUNT}/ca.pem", REQUESTS_CA_BUNDLE=f"{CA_MOUNT}/ca.pem")
+            volumes.append(client.V1Volume(
+                name="crossfed-ca", config_map=client.V1ConfigMapVolumeSource(name="crossfed-ca")))
+            mounts.append(client.V1VolumeMount(name="crossfed-ca", mount_path=CA_MOUNT,
+                                               read_only=True))
         if targets.aws_endpoint_url:
             env["AWS_ENDPOINT_URL"] = targets.aws_endpoint_url
         if targets.authority_host and azure is not None:
             # The webhook injects the public authority only where the container has none.
             env["AZURE_AUTHORITY_HOST"] = targets.authority_host.rstrip("/") + "/"
-        volumes = [client.V1Volume(name="crossfed-ca", config_map=client.V1ConfigMapVolumeSource(
-            name="crossfed-ca"))]
-        mounts = [client.V1VolumeMount(name="crossfed-ca", mount_path=CA_MOUNT, read_only=True)]
         if forged_token is not None:
-            self.core.create_namespaced_secret(namespace, client.V1Secret(
-                metadata=client.V1ObjectMeta(name="crossfed-token"),
-                string_data={"token": forged_token}))
             volumes.append(client.V1Volume(
                 name="crossfed-token",
                 secret=client.V1SecretVolumeSource(secret_name="crossfed-token")))
@@ -105,32 +129,33 @@ class PodRunner:
         if azure is not None:
             labels["azure.workload.identity/use"] = "true"
         pod = client.V1Pod(
-            metadata=client.V1ObjectMeta(name="probe", labels=labels),
+            metadata=client.V1ObjectMeta(name=pod_name, labels=labels),
             spec=client.V1PodSpec(
                 service_account_name=service_account, restart_policy="Never",
                 automount_service_account_token=False, node_name=self.settings.node_name,
                 termination_grace_period_seconds=0, volumes=volumes,
                 containers=[client.V1Container(
-                    name="probe", image=self.settings.image, image_pull_policy="Never",
+                    name="probe", image=self.settings.image,
+                    image_pull_policy=self.settings.pull_policy,
                     command=[PROBE_PYTHON], args=args, volume_mounts=mounts,
                     env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()])]))
         self.core.create_namespaced_pod(namespace, pod)
-        return self._wait(namespace)
+        return self._wait(namespace, pod_name)
 
-    def _wait(self, namespace: str) -> ProbeResult:
+    def _wait(self, namespace: str, pod_name: str = "probe") -> ProbeResult:
         deadline = time.monotonic() + self.settings.timeout
         phase = "Pending"
         while time.monotonic() < deadline:
-            phase = self.core.read_namespaced_pod("probe", namespace).status.phase
+            phase = self.core.read_namespaced_pod(pod_name, namespace).status.phase
             if phase in ("Succeeded", "Failed"):
                 break
             time.sleep(0.5)
-        stored = self.core.read_namespaced_pod("probe", namespace)
+        stored = self.core.read_namespaced_pod(pod_name, namespace)
         received = {e.name: e.value or "" for e in stored.spec.containers[0].env or []}
         try:
             # Raw bytes: the client would otherwise parse a JSON log line into a dict's repr.
             logs = self.core.read_namespaced_pod_log(
-                "probe", namespace, _preload_content=False).data.decode()
+                pod_name, namespace, _preload_content=False).data.decode()
         except ApiException as exc:
             logs = f"(no logs: {exc.reason})"
         lines = [line for line in logs.splitlines() if line.startswith("{")]
@@ -138,15 +163,15 @@ class PodRunner:
             lines = _termination_message(stored)  # other's /var/log/pods entries)
         report: dict[str, Any] = json.loads(lines[-1]) if lines else {
             "error": f"probe printed no JSON line (pod phase {phase})"}
-        diagnostics = "" if lines else self.diagnostics(namespace, logs)
+        diagnostics = "" if lines else self.diagnostics(namespace, logs, pod_name)
         code = 0 if phase == "Succeeded" else 1
         return ProbeResult(report, code, diagnostics, received)
 
-    def diagnostics(self, namespace: str, logs: str) -> str:
+    def diagnostics(self, namespace: str, logs: str, pod_name: str = "probe") -> str:
         """Events, the mutation the pod received, and its logs, for a failing test's report;
         scrubbed (crossfed.redact.scrub_text): a pod that logs its token shows none of it."""
         events = self.core.list_namespaced_event(namespace).items
-        stored = self.core.read_namespaced_pod("probe", namespace)
+        stored = self.core.read_namespaced_pod(pod_name, namespace)
         container = stored.spec.containers[0]
         mutation = {"env": [e.name for e in container.env or []],
                     "mounts": [m.mount_path for m in container.volume_mounts or []],

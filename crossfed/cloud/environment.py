@@ -1,0 +1,466 @@
+"""The cloud tier's environments: the existing scenarios, with the clouds as a parameter.
+
+`cloud-process`: the workload is a local process whose token crossfed's issuer signs (skipped
+against a cloud that cannot reach this machine). `cloud-cluster`: pods of --aks-context (AWS
+direction) or --eks-context (Azure direction), mutated by the cluster's webhooks, presenting
+the token its API server projects.
+
+Each scenario: apply (the provisioners of the local tier, with tags, TTL and the IAM path) ->
+wait out propagation (the harness polls with the workload's token every ≤2 s; a refusal counts
+only when what the cloud holds explains it) -> run the workload -> judge it the same way ->
+teardown in reverse order (the fixture's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crossfed.cleanup import Teardown
+from crossfed.cloud import attempt, diagnosis
+from crossfed.cloud.accounts import AwsCloud, AzureCloud, CloudSetupError
+from crossfed.cloud.clusters import CloudCluster, attach
+from crossfed.cloud.issuers import CloudIssuers
+from crossfed.cloud.judging import Judgement, aws_problems, azure_problems, judge, succeeded_steps
+from crossfed.cloud.options import CloudSettings
+from crossfed.cloud.records import cross_check
+from crossfed.cloud.tags import CloudTags
+from crossfed.issuer.keys import SigningKey
+from crossfed.issuer.learned import SigningKeyUnavailable
+from crossfed.issuer.variants import token_for
+from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, isolate
+from crossfed.redact import scrub_text
+from crossfed.scenario import ScenarioRun, _told
+from crossfed.verdict import VerdictError, expectation
+from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, SdkTargets, run_probe
+
+log = logging.getLogger("crossfed.cloud")
+MAX_POLL = 2.0  # seconds between polls at most: the wait ends within 2 s of the change
+STEP_KINDS = {  # what a step's first success shows has propagated
+    "assume": "IAM role + OIDC provider (STS)",
+    "list": "IAM policy attachment (S3)",
+    "token": "Entra federated credential",
+    "secret": "Key Vault access",
+}
+# kind -> measured waits (s), for the closing summary (crossfed.pytest_plugin)
+PROPAGATION: dict[str, list[float]] = {}
+
+
+def record_wait(kind: str, seconds: float) -> None:
+    PROPAGATION.setdefault(kind, []).append(round(seconds, 1))
+
+
+def propagation_summary() -> list[str]:
+    lines = []
+    for kind, waits in sorted(PROPAGATION.items()):
+        ordered = sorted(waits)
+        median = ordered[len(ordered) // 2]
+        lines.append(f"{kind}: {len(waits)} wait(s), median {median:.1f} s, max "
+                     f"{ordered[-1]:.1f} s")
+    return lines
+
+
+def _direction(plan: FederationPlan) -> str:
+    if plan.aws is not None and plan.azure is not None:
+        raise ValueError(f"plan {plan.name!r} targets both clouds; the cloud tier runs one "
+                         "direction a scenario")
+    return "aws" if plan.aws is not None else "azure"
+
+
+@dataclass
+class CloudTier:
+    """What a session holds: settings, tags, issuers, the accounts and the attached clusters."""
+
+    settings: CloudSettings
+    run_id: str
+    state_dir: Path
+    tags: CloudTags
+    issuers: CloudIssuers
+    aws: AwsCloud | None = None
+    azure: AzureCloud | None = None
+    clusters: dict[str, CloudCluster] = field(default_factory=dict)
+    teardown: Teardown = field(default_factory=Teardown)
+    problems: dict[str, str] = field(default_factory=dict)  # cloud -> why it cannot run
+
+    @classmethod
+    def start(cls, settings: CloudSettings, run_id: str, state_dir: Path,
+              key: SigningKey | None = None, external_issuer: str | None = None) -> CloudTier:
+        issuers = CloudIssuers.start(state_dir, key, external_issuer)
+        tier = cls(settings, run_id, state_dir, CloudTags.new(run_id, settings.ttl_hours),
+                   issuers)
+        tier.teardown.add("issuers", issuers.stop)
+        log.info("crossfed cloud: run %s, objects tagged crossfed-run-id=%s, "
+                 "crossfed-delete-after=%s", run_id, run_id, tier.tags.delete_after)
+        for cloud in settings.clouds:
+            try:
+                tier._connect(cloud)
+            except CloudSetupError as exc:
+                tier.problems[cloud] = str(exc)
+                log.warning("crossfed cloud: %s: %s", cloud, exc)
+        return tier
+
+    def _connect(self, cloud: str) -> None:
+        if cloud == "aws":
+            self.aws = AwsCloud.connect(self.settings)
+            return
+        self.azure = AzureCloud.connect(self.settings, self.run_id)
+        from crossfed.azure.provision import AzureProvisioner
+
+        provisioner = AzureProvisioner(self.azure.account(), self.run_id,
+                                       tags=self.tags.as_dict())
+        if hasattr(provisioner, "ensure_resource_group"):
+            provisioner.ensure_resource_group(self.teardown)
+
+    def cloud_problem(self, cloud: str) -> str | None:
+        return self.problems.get(cloud)
+
+    def cluster_for(self, cloud: str) -> CloudCluster:
+        context = self.settings.context_for(cloud)
+        assert context is not None
+        key = f"{context}"
+        if key in self.problems:
+            raise CloudSetupError(self.problems[key])
+        if key not in self.clusters:
+            try:
+                wanted = tuple(c for c in self.settings.clouds
+                               if self.settings.context_for(c) == context)
+                cluster = attach(self.settings, context, wanted, self.issuers, self.run_id,
+                                 workload_ca(),
+                                 tenant_id=self.azure.tenant_id if self.azure else "",
+                                 authority_host=self._authority_for_pods())
+                self.teardown.add(f"cluster attachment {context}", cluster.stop)
+                cross_check(self, cloud, cluster)
+            except CloudSetupError as exc:
+                self.problems[key] = str(exc)
+                raise
+            self.clusters[key] = cluster
+        return self.clusters[key]
+
+    def _authority_for_pods(self) -> str | None:
+        if self.azure is None:
+            return None
+        from crossfed.doctor.azure import _known_authority
+
+        host = self.azure.cloud.authority_host
+        return None if _known_authority(host) else host
+
+    def stop(self) -> list[str]:
+        return self.teardown.run()
+
+
+def workload_ca() -> str | None:
+    """The CA the workload trusts: the harness's own SDK setting (AWS_CA_BUNDLE, else
+    REQUESTS_CA_BUNDLE); None against the public clouds (system roots)."""
+    return os.environ.get("AWS_CA_BUNDLE") or os.environ.get("REQUESTS_CA_BUNDLE") or None
+
+
+@dataclass
+class CloudRun(ScenarioRun):
+    judgement: Judgement | None = None
+    waited: float = 0.0
+    environment: str = ""
+
+
+class CloudScenarios:
+    """The `cloud-process` or `cloud-cluster` environment over a session's CloudTier."""
+
+    def __init__(self, tier: CloudTier, where: str) -> None:
+        self.tier, self.where = tier, where
+        self.name = f"cloud-{where}"
+
+    # --- run ------------------------------------------------------------------------------
+
+    def run(self, plan: FederationPlan, teardown: Teardown) -> CloudRun:
+        cloud = _direction(plan)
+        reason = self.tier.settings.skip_reason(cloud, self.where)
+        if reason:
+            pytest.skip(reason)
+        problem = self.tier.cloud_problem(cloud)
+        if problem:
+            raise CloudSetupError(f"{cloud}: {problem}")
+        suffix = f"{self.tier.run_id}-{hashlib.sha256(plan.name.encode()).hexdigest()[:6]}"
+        plan = isolate(plan, suffix)
+        cluster = self.tier.cluster_for(cloud) if self.where == "cluster" else None
+        reaches = (self.tier.aws if cloud == "aws" else self.tier.azure).reaches_this_machine
+        cluster_token = (cluster is not None and plan.token == "projected"
+                         and plan.issuer == "primary"
+                         and (plan.azure is None or plan.audience == AZURE_AUDIENCE))
+        if plan.issuer == "primary" and cluster is not None:
+            issuer: Any = cluster.signing
+        else:
+            issuer = self.tier.issuers.issuer_for(plan.issuer)
+            if not reaches:
+                pytest.skip(f"the token comes from crossfed's issuer {issuer.url} on this "
+                            f"machine, which the {cloud} cloud cannot reach; it runs against "
+                            "`crossfed serve` (or in pods of a cluster with a public issuer)")
+        try:  # a learned issuer: the variants that need the cluster's key raise
+            token = None if cluster_token else token_for(plan.token, issuer, plan.workload,
+                                                         plan.audience)
+        except SigningKeyUnavailable as exc:
+            pytest.skip(str(exc))
+        if cloud == "aws" and plan.aws is not None and not plan.aws.register_provider:
+            self._skip_if_provider_exists(issuer.url)
+        run = CloudRun(plan, environment=self.name)
+        applied_at = time.monotonic()
+        if cloud == "aws":
+            self._apply_aws(plan, issuer.url, run, teardown)
+        else:
+            self._apply_azure(plan, issuer.url, run, teardown)
+        runner = self._workload(plan, run, cluster, token, cluster_token, teardown)
+        self._wait(plan, run, runner, applied_at)
+        return run
+
+    def _skip_if_provider_exists(self, issuer_url: str) -> None:
+        from crossfed.aws.trust_policy_templates import provider_key
+
+        assert self.tier.aws is not None
+        iam = diagnosis.read_only_iam(self.tier.aws.session, self.tier.aws.region)
+        wanted = provider_key(issuer_url)
+        for entry in iam.list_open_id_connect_providers().get("OpenIDConnectProviderList", []):
+            if entry["Arn"].split("oidc-provider/", 1)[-1] == wanted:
+                pytest.skip(f"an IAM OIDC provider for {issuer_url} exists in the account "
+                            f"({entry['Arn']}), so a token of that issuer cannot meet none; "
+                            "crossfed never deletes a provider it did not create")
+
+    def _apply_aws(self, plan: FederationPlan, issuer_url: str, run: CloudRun,
+                   teardown: Teardown) -> None:
+        from crossfed.aws.provision import AwsProvisioner
+
+        aws = self.tier.aws
+        assert aws is not None and plan.aws is not None
+        provisioner = AwsProvisioner(aws.session, self.tier.run_id, tags=self.tier.tags.aws())
+        run.applied = provisioner.apply(plan.aws, plan.name, issuer_url, plan.trusted_account,
+                                        plan.audience, teardown)
+        log.info("crossfed cloud: %s: role %s, bucket %s", plan.name, run.applied.role_arn,
+                 run.applied.bucket)
+
+    def _apply_azure(self, plan: FederationPlan, issuer_url: str, run: CloudRun,
+                     teardown: Teardown) -> None:
+        from crossfed.azure.provision import AzureProvisioner
+
+        azure = self.tier.azure
+        assert azure is not None and plan.azure is not None
+        provisioner = AzureProvisioner(azure.account(), self.tier.run_id,
+                                       tags=self.tier.tags.as_dict(),
+                                       propagation_timeout=self.tier.settings.propagation_timeout)
+        run.applied_azure = provisioner.apply(plan.azure, plan.name, issuer_url,
+                                              plan.trusted_account, teardown)
+        for kind, seconds in (getattr(run.applied_azure, "propagation", None) or {}).items():
+            record_wait(kind, seconds)
+        log.info("crossfed cloud: %s: identity %s, vault %s", plan.name,
+                 run.applied_azure.client_id, run.applied_azure.vault_url)
+
+    # --- the workload -----------------------------------------------------------------------
+
+    def _workload(self, plan: FederationPlan, run: CloudRun, cluster: CloudCluster | None,
+                  token: str | None, cluster_token: bool, teardown: Teardown) -> _Workload:
+        targets = self._targets(run)
+        aws = AwsWorkload(run.applied.role_arn, run.applied.bucket) if run.applied else None
+        azure = None
+        if run.applied_azure is not None and plan.azure is not None:
+            applied = run.applied_azure
+            azure = AzureWorkload(_told(plan.azure.unknown_client_id, applied.client_id),
+                                  _told(plan.azure.unknown_tenant, applied.tenant_id),
+                                  applied.vault_url, applied.secret_name)
+        workload = _Workload(self, plan, run, targets, aws, azure, token, cluster)
+        if cluster is not None:
+            cluster.kube.runner.prepare(
+                plan.workload.namespace, plan.workload.name, teardown, aws=aws, azure=azure,
+                forged_token=token,
+                aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None)
+            if cluster_token:  # what the pod will present: the same claims, by TokenRequest
+                from crossfed.doctor.workload_token import token_from_cluster
+
+                audience = plan.audience if plan.aws is not None else AZURE_AUDIENCE
+                workload.token = token_from_cluster(
+                    str(self.tier.settings.kubeconfig), cluster.context, plan.workload,
+                    audience)
+                workload.projected = True
+        return workload
+
+    def _targets(self, run: CloudRun) -> SdkTargets:
+        azure = self.tier.azure
+        authority = None
+        verify = True
+        if azure is not None and run.applied_azure is not None:
+            authority = self.tier._authority_for_pods()
+            verify = azure.verify_challenge(run.applied_azure.vault_url)
+        endpoint = self.tier.aws.workload_endpoint() if self.tier.aws else None
+        return SdkTargets(endpoint, workload_ca(), authority_host=authority,
+                          skip_challenge_resource_check=not verify)
+
+    # --- propagation ------------------------------------------------------------------------
+
+    def _wait(self, plan: FederationPlan, run: CloudRun, workload: _Workload,
+              applied_at: float) -> None:
+        timeout = self.tier.settings.propagation_timeout
+        deadline = applied_at + timeout
+        delay, polls, last_note = 0.25, 0, applied_at
+        first_success: dict[str, float] = {}
+        while True:
+            polls += 1
+            quick = workload.exchange()
+            now = time.monotonic()
+            for step in succeeded_steps(quick):
+                first_success.setdefault(step, now - applied_at)
+            verdict = workload.judge(quick, quick=True)
+            if verdict.settled:
+                result = workload.run(polls)
+                run.result = result
+                run.judgement = workload.judge(result.report, quick=False)
+                if run.judgement.settled or time.monotonic() > deadline:
+                    break
+            elif time.monotonic() > deadline:
+                run.judgement = verdict
+                run.result = workload.run(polls)
+                break
+            if time.monotonic() - last_note >= 10:
+                last_note = time.monotonic()
+                log.info("crossfed cloud: %s: waiting for %s to propagate (%.0f s of %.0f s): "
+                         "%s", plan.name, _direction(plan), last_note - applied_at, timeout,
+                         verdict.why)
+            time.sleep(delay)
+            delay = min(MAX_POLL, delay * 2)
+        run.waited = time.monotonic() - applied_at
+        for step, seconds in first_success.items():
+            record_wait(STEP_KINDS[step], seconds)
+        log.info("crossfed cloud: %s: settled after %.1f s (%d poll(s)): %s", plan.name,
+                 run.waited, polls, run.judgement.why if run.judgement else "?")
+
+    def verdict(self, run: ScenarioRun) -> None:
+        assert isinstance(run, CloudRun) and run.result is not None
+        judgement = run.judgement
+        if "probe" not in run.result.report:
+            raise VerdictError(f"plan {run.plan.name!r} ({self.name}): the probe failed (exit "
+                               f"{run.result.exit_code}) before reporting:\n"
+                               f"{scrub_text(run.result.stderr)}")
+        if judgement is not None and judgement.passed and judgement.settled:
+            return
+        assert judgement is not None
+        head = (f"plan {run.plan.name!r} ({expectation(run.plan)} expected, {self.name}): "
+                + ("" if judgement.settled else
+                   f"still unexplained after waiting {run.waited:.0f} s "
+                   "(--cloud-propagation-timeout): ") + judgement.why)
+        raise VerdictError(head + "\n  " + "\n  ".join(judgement.problems)
+                           + "\ncloud diagnosis (from what the cloud holds):\n"
+                           + scrub_text(diagnosis.render(judgement.checks) or "  (none)"))
+
+
+@dataclass
+class _Workload:
+    """One scenario's workload and how to poll, run and judge it."""
+
+    env: CloudScenarios
+    plan: FederationPlan
+    scenario: CloudRun
+    targets: SdkTargets
+    aws: AwsWorkload | None
+    azure: AzureWorkload | None
+    token: str | None
+    cluster: CloudCluster | None
+    projected: bool = False
+
+    @property
+    def tier(self) -> CloudTier:
+        return self.env.tier
+
+    def exchange(self) -> dict[str, Any]:
+        assert self.token is not None
+        if self.aws is not None:
+            aws = self.tier.aws
+            assert aws is not None
+            return attempt.aws_exchange(aws.session, aws.region, self.aws.role_arn,
+                                        self.aws.bucket, self.token)
+        assert self.azure is not None and self.tier.azure is not None
+        from crossfed.doctor.azure import _known_authority
+
+        cloud = self.tier.azure.cloud
+        return attempt.azure_exchange(
+            self.azure.tenant_id, self.azure.client_id, self.azure.vault_url, self.azure.secret,
+            self.token, cloud.authority_host, self.tier.azure.ca_bundle,
+            not self.targets.skip_challenge_resource_check,
+            _known_authority(cloud.authority_host))
+
+    def run(self, attempt_number: int) -> ProbeResult:
+        plan = self.plan
+        if self.cluster is None:
+            assert self.token is not None
+            return run_probe(self.token, self.targets, aws=self.aws, azure=self.azure,
+                             work_root=self.tier.state_dir / "pods")
+        return self.cluster.kube.runner.run_pod(
+            plan.workload.namespace, plan.workload.name, self.targets, aws=self.aws,
+            azure=self.azure, forged_token=None if self.projected else self.token,
+            pod_name=f"probe-{attempt_number}")
+
+    def judge(self, report: dict[str, Any], quick: bool) -> Judgement:
+        plan = self.plan
+        rbac = False
+        if self.aws is not None:
+            applied = self.env_run_applied()
+            problems = aws_problems(plan, report, applied.role_name, applied.account_id,
+                                    applied.object_key, ("boto3",) if quick else ("boto3", "cli"))
+        else:
+            applied_az = self.env_run_applied_azure()
+            rbac = bool(getattr(applied_az, "rbac", False))
+            problems = azure_problems(plan, report, applied_az.secret_sha256,
+                                      ("workload",) if quick else ("workload", "default"))
+        return judge(plan, report, problems, lambda: self.diagnose(report), rbac)
+
+    def env_run_applied(self) -> Any:
+        return self.scenario.applied
+
+    def env_run_applied_azure(self) -> Any:
+        return self.scenario.applied_azure
+
+    def diagnose(self, report: dict[str, Any]) -> list[Any]:
+        assert self.token is not None
+        from crossfed.jwt_view import MalformedJwt, parse
+
+        try:
+            used = parse(self.token).claims
+        except MalformedJwt:
+            used = {}
+        if self.aws is not None:
+            aws = self.tier.aws
+            assert aws is not None
+            applied = self.env_run_applied()
+            iam = diagnosis.read_only_iam(aws.session, aws.region)
+            checks = diagnosis.diagnose_aws(iam, applied.role_arn, applied.role_name,
+                                            self.plan.workload, self.token,
+                                            os.environ.get("AWS_CA_BUNDLE") or None,
+                                            applied.bucket)
+            return diagnosis.presented(report, "AWS_WEB_IDENTITY_TOKEN_FILE", used) + checks
+        azure = self.tier.azure
+        assert azure is not None and self.azure is not None
+        applied_az = self.env_run_applied_azure()
+        arm = self.tier_arm()
+        told_known = self.azure.client_id == applied_az.client_id
+        identity = f"{azure.resource_group}/{applied_az.identity_name}" if told_known else None
+        checks = diagnosis.diagnose_azure(
+            arm, self.token, self.plan.workload, identity, self.azure.client_id,
+            self.azure.tenant_id, azure.tenant_id, azure.ca_bundle, applied_az.vault_url,
+            applied_az.secret_name, self._secret_client(applied_az.vault_url))
+        return diagnosis.presented(report, "AZURE_FEDERATED_TOKEN_FILE", used) + checks
+
+    def tier_arm(self) -> Any:
+        from crossfed.doctor.azure import arm_clients
+
+        azure = self.tier.azure
+        assert azure is not None
+        return arm_clients(azure.cloud, azure.subscription, azure.ca_bundle)
+
+    def _secret_client(self, vault_url: str) -> Any:
+        from azure.keyvault.secrets import SecretClient
+
+        azure = self.tier.azure
+        assert azure is not None
+        verify: dict[str, Any] = {"connection_verify": azure.ca_bundle} if azure.ca_bundle else {}
+        return SecretClient(vault_url, azure.credential,
+                            verify_challenge_resource=azure.verify_challenge(vault_url), **verify)

@@ -1,0 +1,100 @@
+"""When does a cloud's answer count? Right after creation IAM, Entra and Key Vault refuse with
+the very codes a misconfiguration gives, so a refusal counts only when the diagnosis (what the
+cloud holds) explains it at the step it happened; an unexplained one is propagation, and the
+tier asks again. An allowed outcome counts as it is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from crossfed.cloud.diagnosis import AWS_LIST_CHECKS, AZURE_SECRET_CHECKS, failed_names
+from crossfed.doctor.report import Check
+from crossfed.plan import FederationPlan
+from crossfed.verdict import aws_outcome_problems, azure_outcome_problems
+
+# On an RBAC vault the local tier's "access_policy" is a role assignment.
+RBAC_NAMES = {"access_policy": "role_assignment"}
+
+
+@dataclass
+class Judgement:
+    settled: bool  # False: refused, but nothing the cloud holds explains it (propagation)
+    passed: bool
+    problems: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    why: str = ""
+
+
+def refused_steps(report: dict[str, Any]) -> set[str]:
+    """Where each client/credential was first refused: assume|list, token|secret."""
+    steps: set[str] = set()
+    for result in (report.get("aws") or {}).values():
+        if not result.get("caller_identity", {}).get("ok"):
+            steps.add("assume")
+        elif not result.get("list_bucket", {}).get("ok"):
+            steps.add("list")
+    for result in (report.get("azure") or {}).values():
+        if not result.get("token", {}).get("ok"):
+            steps.add("token")
+        elif not result.get("secret", {}).get("ok"):
+            steps.add("secret")
+    return steps
+
+
+def succeeded_steps(report: dict[str, Any]) -> set[str]:
+    steps: set[str] = set()
+    for result in (report.get("aws") or {}).values():
+        steps |= {"assume"} if result.get("caller_identity", {}).get("ok") else set()
+        steps |= {"list"} if result.get("list_bucket", {}).get("ok") else set()
+    for result in (report.get("azure") or {}).values():
+        steps |= {"token"} if result.get("token", {}).get("ok") else set()
+        steps |= {"secret"} if result.get("secret", {}).get("ok") else set()
+    return steps
+
+
+def _explaining(step: str, failed: set[str]) -> set[str]:
+    if step == "list":
+        return failed & AWS_LIST_CHECKS
+    if step == "secret":
+        return failed & AZURE_SECRET_CHECKS
+    later = AWS_LIST_CHECKS | AZURE_SECRET_CHECKS | {"presented"}
+    return failed - later
+
+
+def judge(plan: FederationPlan, report: dict[str, Any], problems: list[str],
+          diagnose: Callable[[], list[Check]], rbac: bool = False) -> Judgement:
+    steps = refused_steps(report)
+    if not steps:
+        if not problems:
+            return Judgement(True, True, why="as expected")
+        return Judgement(True, False, problems, why="allowed where a refusal was expected")
+    checks = diagnose()
+    failed = failed_names(checks)
+    explained = set().union(*(_explaining(step, failed) for step in steps))
+    if not explained:
+        return Judgement(False, False, problems, checks,
+                         why=f"refused at {', '.join(sorted(steps))}, but what the cloud holds "
+                         "allows it: still propagating")
+    if problems:
+        return Judgement(True, False, problems, checks,
+                         why=f"what the cloud holds explains it: {', '.join(sorted(explained))}")
+    expected = plan.expect.failed_check
+    if expected and rbac:
+        expected = RBAC_NAMES.get(expected, expected)
+    if expected and expected not in explained:
+        return Judgement(True, False, [f"diagnosis: expected the cloud's configuration to fail "
+                                       f"check '{expected}', it fails {sorted(explained)}"],
+                         checks, why="explained by another check")
+    return Judgement(True, True, [], checks, why=f"explained by {', '.join(sorted(explained))}")
+
+
+def aws_problems(plan: FederationPlan, report: dict[str, Any], role_name: str,
+                 account_id: str, object_key: str, clients: tuple[str, ...]) -> list[str]:
+    return aws_outcome_problems(plan, report, role_name, account_id, object_key, clients)
+
+
+def azure_problems(plan: FederationPlan, report: dict[str, Any], secret_sha256: str,
+                   credentials: tuple[str, ...]) -> list[str]:
+    return azure_outcome_problems(plan, report, secret_sha256, credentials)
