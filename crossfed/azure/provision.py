@@ -197,10 +197,10 @@ class AzureProvisioner:
             value = secrets.token_urlsafe(24)
             digest = hashlib.sha256(value.encode()).hexdigest()
             client = self._secret_client(vault.properties.vault_uri)
-            if rbac:
-                waited[HARNESS_WAIT] = self._set_when_propagated(client, target.secret, value)
-            else:
-                client.set_secret(target.secret, value)
+            # Both models propagate: a new vault's access policy, like a role assignment,
+            # takes effect only after a while (403 Forbidden meanwhile).
+            label = HARNESS_WAIT if rbac else "keyvault access policy (harness)"
+            waited[label] = self._set_when_propagated(client, target.secret, value)
         return AppliedAzure(name, identity.client_id, identity.principal_id,
                             self.account.tenant_id, vault.name, vault.properties.vault_uri,
                             target.secret, digest, vault.id, rbac, waited)
