@@ -83,11 +83,96 @@ def azure_info(clouds: Any) -> dict[str, Any]:
     }
 
 
+def _cluster_record(text: str, option: str, grouped: bool) -> tuple[str, str, str]:
+    """`NAME=ISSUER_URL` (EKS) or `RG/NAME=ISSUER_URL` (AKS): (group or "", name, issuer)."""
+    form = "RG/NAME=ISSUER_URL" if grouped else "NAME=ISSUER_URL"
+    where, sep, issuer_url = text.partition("=")
+    group, name = where.split("/", 1) if grouped and "/" in where else ("", where)
+    if (not sep or not name or (grouped and not group) or "/" in name
+            or not issuer_url.startswith("https://") or len(issuer_url) <= len("https://")
+            or any(c.isspace() for c in text)):
+        raise CliError(f"{option} {text!r} is not {form} with an https:// issuer "
+                       f"(e.g. {option} "
+                       + ("my-rg/my-aks=https://westeurope.oic.prod-aks.azure.com/TENANT/ID/"
+                          if grouped else
+                          "my-eks=https://oidc.eks.us-east-1.amazonaws.com/id/0123ABCD")
+                       + ")")
+    return group, name, issuer_url
+
+
+def _trusted_ca(text: str) -> Path:
+    """A --trust-ca bundle: a readable file holding at least one PEM certificate."""
+    from cryptography import x509
+
+    path = Path(text).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"--trust-ca {text}: cannot read it ({exc.strerror or exc}); give a "
+                       "readable PEM file of the CA(s) that sign the issuer's certificate") \
+            from exc
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise CliError(f"--trust-ca {text}: no PEM certificate in it; give the CA bundle "
+                       "(-----BEGIN CERTIFICATE----- ...) that signs the issuer's "
+                       "certificate") from exc
+    return path.resolve()
+
+
+def _serve_records(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]],
+                                                       list[tuple[str, str, str]]]:
+    """--eks-cluster and --aks-cluster, checked before anything starts."""
+    from crossfed.aws.eks import check_record
+
+    eks = [_cluster_record(v, "--eks-cluster", grouped=False) for v in args.eks_cluster]
+    for _, name, issuer_url in eks:
+        try:
+            check_record(name, issuer_url)
+        except ValueError as exc:
+            raise CliError(f"--eks-cluster: {exc}") from exc
+    aks = [_cluster_record(v, "--aks-cluster", grouped=True) for v in args.aks_cluster]
+    return eks, aks
+
+
+def _add_records(clouds: Any, eks: list[tuple[str, str, str]],
+                 aks: list[tuple[str, str, str]]) -> tuple[list[dict[str, Any]],
+                                                          list[dict[str, Any]]]:
+    """Put the cluster records into the stand-ins: EKS in the AWS stand-in's region, AKS in
+    the ARM stand-in (ManagedClusters GET answers their oidcIssuerProfile.issuerURL)."""
+    eks_info = [clouds.aws.add_eks_cluster(name, issuer_url) for _, name, issuer_url in eks]
+    aks_info: list[dict[str, Any]] = []
+    if aks:
+        add = getattr(clouds.azure.arm, "add_managed_cluster", None)
+        if add is None:
+            raise CliError("--aks-cluster: this crossfed's ARM stand-in has no AKS cluster "
+                           "records (ArmStandIn.add_managed_cluster) yet; update crossfed, "
+                           "or leave --aks-cluster out")
+        for group, name, issuer_url in aks:
+            try:
+                added = add(group, name, issuer_url)
+            except ValueError as exc:
+                raise CliError(f"--aks-cluster {group}/{name}: {exc}") from exc
+            entry: dict[str, Any] = {"resource_group": group, "name": name,
+                                     "issuer": issuer_url}
+            if isinstance(added, dict) and added.get("id"):
+                entry["id"] = added["id"]
+            aks_info.append(entry)
+    return eks_info, aks_info
+
+
 def serve(args: argparse.Namespace) -> int:
     from crossfed.environments.standins import LocalStandIns
     from crossfed.issuer.keys import SigningKey
+    from crossfed.listen import check_listen_host
     from crossfed.secret_files import private_dir, write_private
 
+    try:
+        check_listen_host(args.host)
+    except ValueError as exc:
+        raise CliError(f"--host: {exc}") from exc
+    trust_cas = [_trusted_ca(text) for text in args.trust_ca]
+    eks_records, aks_records = _serve_records(args)
     # One stderr line per request (method, path, status: see crossfed.https_server).
     logging.getLogger("crossfed.http.access").setLevel(logging.INFO)
     state_dir = _state_dir(args.state_dir)
@@ -112,10 +197,16 @@ def serve(args: argparse.Namespace) -> int:
     try:
         clouds = LocalStandIns.start(state_dir, args.run_id, region=args.region, key=key,
                                      issuer_port=args.issuer_port, aws_port=args.aws_port,
-                                     propagation_delay=args.propagation_delay)
+                                     host=args.host, propagation_delay=args.propagation_delay,
+                                     trust_cas=trust_cas)
     except OSError as exc:
         raise CliError(f"could not start the stand-ins: {exc}; free the port or pass another "
                        "--issuer-port/--aws-port (0 picks a free one)") from exc
+    try:
+        eks_info, aks_info = _add_records(clouds, eks_records, aks_records)
+    except BaseException:
+        clouds.stop()
+        raise
     assert clouds.aws.admin is not None
     info: dict[str, Any] = {
         "issuer": clouds.issuer.url,
@@ -133,8 +224,11 @@ def serve(args: argparse.Namespace) -> int:
             "access_key_id": clouds.aws.admin.access_key_id,
             "secret_access_key": clouds.aws.admin.secret_access_key,
             "decisions_url": clouds.aws.decisions_url,  # its path carries a per-run secret
+            "eks_clusters": eks_info,
         },
-        "azure": azure_info(clouds),
+        "azure": {**azure_info(clouds), "aks_clusters": aks_info},
+        "host": args.host,
+        "trusted_cas": [str(path) for path in trust_cas],
     }
     state_path = state_dir / STATE_FILE
     write_private(state_path, json.dumps({**info, "pid": os.getpid()}, indent=2))  # secrets
@@ -331,6 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", default=None)
     run.add_argument("--issuer-port", type=_port, default=0, help="0: a free port")
     run.add_argument("--aws-port", type=_port, default=0, help="0: a free port")
+    run.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                     help="where the cloud stand-ins listen: loopback (default 127.0.0.1) or "
+                     "the address of a bridge on this host (e.g. kind's br-<id>, docker0) so "
+                     "a cluster's pods reach them; the issuer stays on loopback")
+    run.add_argument("--trust-ca", action="append", default=[], metavar="FILE",
+                     help="a CA bundle (PEM) the stand-ins also trust when they fetch an "
+                     "issuer's discovery and JWKS (STS and Entra), standing in for the "
+                     "public web PKI a cloud trusts; repeatable")
+    run.add_argument("--eks-cluster", action="append", default=[], metavar="NAME=ISSUER_URL",
+                     help="an EKS cluster record: `aws eks describe-cluster --name NAME` "
+                     "answers identity.oidc.issuer = ISSUER_URL exactly; repeatable")
+    run.add_argument("--aks-cluster", action="append", default=[],
+                     metavar="RG/NAME=ISSUER_URL",
+                     help="an AKS cluster record in the ARM stand-in: managedClusters GET "
+                     "answers oidcIssuerProfile.issuerURL = ISSUER_URL; repeatable")
     run.add_argument("--propagation-delay", type=_seconds, default=0.0, metavar="SECONDS",
                      help="a new IAM role, OIDC provider or role policy, federated identity "
                      "credential, Key Vault access policy or role assignment takes effect only "

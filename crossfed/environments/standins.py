@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,8 @@ class LocalStandIns:
               key: SigningKey | None = None, issuer_port: int = 0,
               aws_port: int = 0, host: str = LOOPBACK,
               external_issuer: tuple[str, Path] | None = None,
-              propagation_delay: float = 0.0) -> LocalStandIns:
+              propagation_delay: float = 0.0,
+              trust_cas: Sequence[Path] = ()) -> LocalStandIns:
         """host: where the cloud stand-ins listen (a cluster's bridge address, for pods);
         the issuers stay on loopback, since only the stand-ins fetch from them.
         external_issuer: (URL, CA bundle) of an issuer already serving `key` (a cluster's,
@@ -67,6 +69,9 @@ class LocalStandIns:
         propagation_delay: seconds before a new IAM role, OIDC provider or role policy, a new
         federated identity credential, Key Vault access policy or role assignment takes
         effect (reads see them at once), as the clouds' eventual consistency; 0: at once.
+        trust_cas: extra CA bundles (PEM) the stand-ins trust when they fetch an issuer's
+        discovery and JWKS (STS and Entra), standing in for the public web PKI a real cloud
+        trusts; the run's CA is always trusted.
         Raises ValueError unless host is loopback or a bridge address of this host."""
         check_listen_host(host)
         state_dir = Path(state_dir)
@@ -75,16 +80,19 @@ class LocalStandIns:
         try:
             ca = RunCA(state_dir / "pki")
             trusted = str(ca.bundle_path)
+            extra = [Path(bundle) for bundle in trust_cas]
             issuer: IssuerServer | ExternalIssuer
             if external_issuer is not None:
                 if key is None:
                     raise ValueError("an external issuer needs its signing key to mint tokens")
                 issuer = ExternalIssuer(Issuer(external_issuer[0], key))
+                extra.insert(0, Path(external_issuer[1]))
+            if extra:
                 roots = ca.directory / "trusted-roots.pem"
-                roots.write_bytes(ca.bundle_path.read_bytes()
-                                  + Path(external_issuer[1]).read_bytes())
+                roots.write_bytes(ca.bundle_path.read_bytes() + b"".join(
+                    b"\n" + bundle.read_bytes() for bundle in extra))
                 trusted = str(roots)
-            else:
+            if external_issuer is None:
                 issuer = IssuerServer(ca, "issuer", key=key, port=issuer_port).start()
                 teardown.add("issuer", issuer.stop)
             log.info("crossfed: issuer %s", issuer.url)
