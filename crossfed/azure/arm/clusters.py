@@ -63,7 +63,9 @@ class ManagedClusters:
         prefix = cluster.name.lower()[:54]
         return {
             "id": self.cluster_id(cluster), "location": cluster.location,
-            "name": cluster.name, "type": CLUSTER_TYPE, "tags": dict(cluster.tags),
+            # AKS spells the type with a capital M here (az aks show; SPECS example)
+            "name": cluster.name, "type": "Microsoft.ContainerService/ManagedClusters",
+            "tags": dict(cluster.tags),
             "properties": {
                 "provisioningState": "Succeeded", "powerState": {"code": "Running"},
                 "kubernetesVersion": KUBERNETES_VERSION,
