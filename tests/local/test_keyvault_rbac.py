@@ -38,6 +38,8 @@ from crossfed.azure.provision import (
 )
 from crossfed.cleanup import Teardown
 from crossfed.decisions import Decision
+from crossfed.doctor.azure import Arm, _read_only_policy
+from crossfed.doctor.azure_rbac import rbac_access_check
 from crossfed.environments.azure_standins import AzureStandIns
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.tokens import ServiceAccountRef
@@ -456,3 +458,56 @@ def test_serve_rbac_vault_waits_out_propagation(serving: Serve, tmp_path: Path) 
     finally:
         assert teardown.run() == []
     assert token_file.read_text() not in serving.logs()  # the token is never logged
+
+
+# -- the doctor's role_assignment check ------------------------------------------------------
+
+
+def doctor_arm(azure: Azure) -> Arm:
+    """The doctor's read-only pipeline (its GET-only policy) over the administrator."""
+    common = {"base_url": azure.s.arm.endpoint, "connection_verify": azure.s.ca_bundle,
+              "per_call_policies": [_read_only_policy()]}
+    return Arm(ManagedServiceIdentityClient(azure.admin, azure.s.subscription_id, **common),
+               KeyVaultManagementClient(azure.admin, azure.s.subscription_id, **common),
+               azure.s.subscription_id)
+
+
+def test_doctor_role_assignment_check(azure: Azure) -> None:
+    arm = doctor_arm(azure)
+    vault = azure.vault("kvrbacdoctor")
+    shown = next(v for v in arm.vaults(GROUP) if v.name == "kvrbacdoctor")
+    nobody, contributor, at_group, at_secret, other_secret = (
+        azure.identity(n) for n in ("doc-none", "doc-contrib", "doc-group", "doc-secret",
+                                    "doc-other"))
+    azure.assign(vault.id, contributor.object_id, "Contributor")
+    azure.assign(azure.group, at_group.object_id, "Key Vault Secrets Officer")
+    azure.assign(f"{vault.id}/secrets/probe", at_secret.object_id, "Key Vault Secrets User")
+    azure.assign(f"{vault.id}/secrets/elsewhere", other_secret.object_id,
+                 "Key Vault Secrets User")
+
+    failed = rbac_access_check(arm, shown, GROUP, "probe", nobody.object_id)
+    assert failed.name == "role_assignment" and failed.status == "FAIL"
+    assert "ForbiddenByRbac" in failed.summary
+    assert failed.fix == (f"az role assignment create --role \"Key Vault Secrets User\" "
+                          f"--assignee-object-id {nobody.object_id} --assignee-principal-type "
+                          f"ServicePrincipal --scope {vault.id}")
+    only_contributor = rbac_access_check(arm, shown, GROUP, "probe", contributor.object_id)
+    assert only_contributor.status == "FAIL"
+    assert "Owner and Contributor grant no data actions" in only_contributor.summary
+    assert only_contributor.details == (
+        f"Contributor at {vault.id}: grants no Microsoft.KeyVault/vaults/secrets/getSecret/"
+        "action",)
+    assert rbac_access_check(arm, shown, GROUP, "probe", other_secret.object_id).status == \
+        "FAIL"
+    for principal, role in ((at_group, "Key Vault Secrets Officer"),
+                            (at_secret, "Key Vault Secrets User")):
+        check = rbac_access_check(arm, shown, GROUP, "probe", principal.object_id)
+        assert check.status == "ok" and role in check.summary, check.line()
+        assert any("up to 10 min" in d for d in check.details)
+    # the verdicts agree with the vault's own
+    HttpChallengeCache.remove_challenge_for_url(vault.properties.vault_uri)
+    azure.assign(vault.id, azure.s.admin.object_id, "Key Vault Secrets Officer")
+    azure.client(vault).set_secret("probe", "x")
+    assert azure.client(vault, at_secret).get_secret("probe").value == "x"
+    with pytest.raises(HttpResponseError):
+        azure.client(vault, contributor).get_secret("probe")
