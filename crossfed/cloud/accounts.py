@@ -167,14 +167,4 @@ class AzureCloud:
                             self.resource_group, self.location,
                             arm_endpoint=self.cloud.arm_endpoint, ca_bundle=self.ca_bundle,
                             skip_challenge_resource_check=self.reaches_this_machine,
-                            **_authorization(self.keyvault_authorization))
-
-
-def _authorization(model: str) -> dict[str, Any]:
-    """The permission model, when the provisioner knows it (crossfed.azure.provision)."""
-    from dataclasses import fields
-
-    from crossfed.azure.provision import AzureAccount
-
-    names = {f.name for f in fields(AzureAccount)}
-    return {"keyvault_authorization": model} if "keyvault_authorization" in names else {}
+                            keyvault_authorization=self.keyvault_authorization)

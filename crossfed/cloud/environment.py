@@ -92,6 +92,10 @@ class CloudTier:
     @classmethod
     def start(cls, settings: CloudSettings, run_id: str, state_dir: Path,
               key: SigningKey | None = None, external_issuer: str | None = None) -> CloudTier:
+        # The SDKs' request logs, and azure-identity's warning on each refused exchange while
+        # a credential propagates, would bury the tier's own lines.
+        for name in ("azure", "msal"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         issuers = CloudIssuers.start(state_dir, key, external_issuer)
         tier = cls(settings, run_id, state_dir, CloudTags.new(run_id, settings.ttl_hours),
                    issuers)
@@ -115,8 +119,7 @@ class CloudTier:
 
         provisioner = AzureProvisioner(self.azure.account(), self.run_id,
                                        tags=self.tags.as_dict())
-        if hasattr(provisioner, "ensure_resource_group"):
-            provisioner.ensure_resource_group(self.teardown)
+        provisioner.ensure_resource_group(self.teardown)
 
     def cloud_problem(self, cloud: str) -> str | None:
         return self.problems.get(cloud)

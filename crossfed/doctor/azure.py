@@ -24,8 +24,9 @@ CHOICES (Azure does not document them, or the doctor cannot see Entra's side):
   then each group's identities): ARM's subscription-wide identity list is not used;
 - the vault of --vault-url is the one whose properties.vaultUri equals it (case and trailing
   slash aside), found the same way; the secret itself is not read (that would be data-plane
-  access, not a configuration read); with enableRbacAuthorization role assignments are not
-  read yet, so the access check is a skip.
+  access, not a configuration read); with enableRbacAuthorization the principal's role
+  assignments covering the vault are read instead of its access policies (check
+  role_assignment, crossfed/doctor/azure_rbac.py).
 """
 
 from __future__ import annotations
@@ -365,23 +366,23 @@ def vault_checks(arm: Arm, vault_url: str, secret: str, found: Found | None,
             uri = str(getattr(vault.properties, "vault_uri", "") or "")
             if uri.rstrip("/").lower() == wanted:
                 return [ok("vault", f"{group}/{vault.name} ({uri})"),
-                        _access(vault, group, secret, found, tenant)]
+                        _access(arm, vault, group, secret, found, tenant)]
     return [fail("vault", f"no vault of subscription {arm.subscription} has vaultUri "
                  f"{vault_url}", "fix --vault-url (az keyvault show -n NAME --query "
                  "properties.vaultUri)"),
             skip("access_policy", "needs the vault")]
 
 
-def _access(vault: Any, group: str, secret: str, found: Found | None, tenant: str) -> Check:
+def _access(arm: Arm, vault: Any, group: str, secret: str, found: Found | None,
+            tenant: str) -> Check:
     props = vault.properties
     if found is None:
         return skip("access_policy", "needs the identity")
     principal = found.principal
     if getattr(props, "enable_rbac_authorization", False):
-        return skip("access_policy", f"vault {vault.name} uses Azure RBAC "
-                    "(enableRbacAuthorization); role assignments are not read yet: check "
-                    f"with az role assignment list --assignee {principal.object_id} --scope "
-                    f"{vault.id} for Key Vault Secrets User")
+        from crossfed.doctor.azure_rbac import rbac_access_check
+
+        return rbac_access_check(arm, vault, group, secret, principal.object_id)
     policies = [AccessPolicy(str(p.tenant_id), str(p.object_id),
                              [str(getattr(s, "value", s)) for s in (p.permissions.secrets or [])],
                              str(p.application_id) if p.application_id else None)

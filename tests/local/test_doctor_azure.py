@@ -239,11 +239,13 @@ def test_no_access_policy_for_the_identity_fails_the_access_policy(world: World)
     assert "az keyvault set-policy --name doctor-bare" in run.line("access_policy")
 
 
-def test_an_rbac_vault_is_a_skip_naming_role_assignments(world: World) -> None:
+def test_an_rbac_vault_is_judged_by_role_assignments(world: World) -> None:
+    """The identity holds no role on the RBAC vault: the role_assignment check fails with the
+    az role assignment create that fixes it (its access policies do not count)."""
     run = diagnose(world, world.mint(), vault=world.rbac_vault_url)
-    assert (run.code, run.failed()) == (0, []), run.stdout
-    line = run.line("access_policy")
-    assert line.startswith("skip ") and "role assignments are not read yet" in line
+    assert run.code == 1 and run.failed() == ["role_assignment"], run.stdout
+    line = run.line("role_assignment")
+    assert "az role assignment create" in line and "Key Vault Secrets User" in line, line
 
 
 def test_with_a_kubeconfig_the_claims_come_from_a_token_request(world: World,
