@@ -5,11 +5,12 @@ tier asks again. An allowed outcome counts as it is."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossfed.cloud.diagnosis import AWS_LIST_CHECKS, AZURE_SECRET_CHECKS, failed_names
+from crossfed.cloud.diagnosis import AWS_LIST_CHECKS, AZURE_SECRET_CHECKS
 from crossfed.doctor.report import Check
 from crossfed.plan import FederationPlan
 from crossfed.verdict import aws_outcome_problems, azure_outcome_problems
@@ -27,20 +28,38 @@ class Judgement:
     why: str = ""
 
 
-def refused_steps(report: dict[str, Any]) -> set[str]:
-    """Where each client/credential was first refused: assume|list, token|secret."""
-    steps: set[str] = set()
+# The answer a failed check predicts, where its lines do not say ("STS would answer X").
+ANSWERS = {"permissions": "AccessDenied", "role": "AccessDenied", "access_policy": "Forbidden",
+           "role_assignment": "Forbidden", "not_found": "SecretNotFound",
+           "tenant": "AADSTS90002"}
+WOULD_ANSWER = re.compile(r"would answer (\w+)")
+
+
+def predicted(check: Check) -> set[str]:
+    """The error codes the cloud gives when this check fails; empty: not known."""
+    found = set(WOULD_ANSWER.findall(" ".join([check.summary, *check.details])))
+    return found or ({ANSWERS[check.name]} if check.name in ANSWERS else set())
+
+
+def refusals(report: dict[str, Any]) -> dict[str, set[str]]:
+    """Where each client/credential was first refused (assume|list, token|secret), with the
+    error codes seen there."""
+    steps: dict[str, set[str]] = {}
     for result in (report.get("aws") or {}).values():
-        if not result.get("caller_identity", {}).get("ok"):
-            steps.add("assume")
-        elif not result.get("list_bucket", {}).get("ok"):
-            steps.add("list")
+        for step, key in (("assume", "caller_identity"), ("list", "list_bucket")):
+            if not result.get(key, {}).get("ok"):
+                steps.setdefault(step, set()).add(str(result.get(key, {}).get("error_code")))
+                break
     for result in (report.get("azure") or {}).values():
-        if not result.get("token", {}).get("ok"):
-            steps.add("token")
-        elif not result.get("secret", {}).get("ok"):
-            steps.add("secret")
+        for step, key in (("token", "token"), ("secret", "secret")):
+            if not result.get(key, {}).get("ok"):
+                steps.setdefault(step, set()).add(str(result.get(key, {}).get("error_code")))
+                break
     return steps
+
+
+def refused_steps(report: dict[str, Any]) -> set[str]:
+    return set(refusals(report))
 
 
 def succeeded_steps(report: dict[str, Any]) -> set[str]:
@@ -54,25 +73,37 @@ def succeeded_steps(report: dict[str, Any]) -> set[str]:
     return steps
 
 
-def _explaining(step: str, failed: set[str]) -> set[str]:
+def _explaining(step: str, codes: set[str], checks: list[Check]) -> set[str]:
+    """The failed checks of this step that predict the very codes seen there: a refusal with
+    another code (a provider not found yet, where the trust policy would say AccessDenied) is
+    the cloud still propagating, not this check."""
     if step == "list":
-        return failed & AWS_LIST_CHECKS
-    if step == "secret":
-        return failed & AZURE_SECRET_CHECKS
+        names = AWS_LIST_CHECKS
+    elif step == "secret":
+        names = AZURE_SECRET_CHECKS
+    else:
+        names = None
     later = AWS_LIST_CHECKS | AZURE_SECRET_CHECKS | {"presented"}
-    return failed - later
+    found = set()
+    for check in checks:
+        if check.status != "FAIL" or (check.name not in names if names else check.name in later):
+            continue
+        answers = predicted(check)
+        if not answers or codes <= answers:
+            found.add(check.name)
+    return found
 
 
 def judge(plan: FederationPlan, report: dict[str, Any], problems: list[str],
           diagnose: Callable[[], list[Check]], rbac: bool = False) -> Judgement:
-    steps = refused_steps(report)
+    steps = refusals(report)
     if not steps:
         if not problems:
             return Judgement(True, True, why="as expected")
         return Judgement(True, False, problems, why="allowed where a refusal was expected")
     checks = diagnose()
-    failed = failed_names(checks)
-    explained = set().union(*(_explaining(step, failed) for step in steps))
+    explained = set().union(*(_explaining(step, codes, checks)
+                              for step, codes in steps.items()))
     if not explained:
         return Judgement(False, False, problems, checks,
                          why=f"refused at {', '.join(sorted(steps))}, but what the cloud holds "
