@@ -48,6 +48,7 @@ from crossfed.plan import AZURE_AUDIENCE, AzureTarget, FederationPlan
 from crossfed.verdict import AzureEvidence, check_azure
 from crossfed.workload.process import AzureWorkload, SdkTargets, run_probe
 from fixtures.serve import Serve, ServeInfo, mint_token, start_serve
+from tests.local.test_arm import SignerCredential as ManagementSigner
 from tests.local.test_keyvault import SignerCredential
 
 pytestmark = [pytest.mark.local, pytest.mark.azure]
@@ -393,6 +394,32 @@ def test_provisioner_tags_group_and_reserved_vault_names(
     deleted = {v.name for v in provisioner.vaults.vaults.list_deleted()}
     assert applied.vault_name in deleted  # not purged: the name stays taken
     provisioner.vaults.vaults.begin_purge_deleted(applied.vault_name, LOCATION).result()
+
+
+def test_refused_purge_is_one_reserved_name_line(clouds: LocalStandIns,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Contributor on the resource group may delete its vault but not purge it: purge is a
+    subscription-level action (.../locations/{loc}/deletedVaults/{name}/purge)."""
+    azure = clouds.azure
+    harness = azure.directory.add(ServicePrincipal(azure.tenant_id, "rg-contributor",
+                                                   kind="application"))
+    azure.arm.resources.assign_role(harness.object_id, "Contributor",
+                                    azure.arm.resources.group_id("kv-rbac-purge"))
+    account = dataclasses.replace(azure.account(), resource_group="kv-rbac-purge",
+                                  credential=ManagementSigner(azure.signer, harness))
+    provisioner = AzureProvisioner(account, clouds.run_id)
+    teardown = Teardown()
+    applied = provisioner.apply(AzureTarget(), "purge-refused", clouds.issuer.url,
+                                ServiceAccountRef("kvrbac", "purge"), teardown)
+    with caplog.at_level(logging.WARNING, logger="crossfed.azure"):
+        assert teardown.run() == []
+    lines = [r.getMessage() for r in caplog.records if "stays reserved" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"vault name {applied.vault_name} stays reserved until" in lines[0]
+    assert "the purge was refused (AuthorizationFailed" in lines[0]
+    admin = AzureProvisioner(azure.account(), clouds.run_id)
+    assert applied.vault_name in {v.name for v in admin.vaults.vaults.list_deleted()}
+    admin.vaults.vaults.begin_purge_deleted(applied.vault_name, LOCATION).result()
 
 
 def test_principal_type_of_the_harness_follows_its_token() -> None:
