@@ -311,14 +311,89 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _older_than(args: argparse.Namespace, bare_unit: str) -> Any:
+    """--older-than as a timedelta: `90m`, `6h`, or a bare number in bare_unit."""
+    from crossfed.cloud.sweep import parse_age
+
+    text = args.older_than if args.older_than is not None else "60m"
+    try:
+        return parse_age(str(text), bare_unit)
+    except ValueError as exc:
+        raise CliError(f"--older-than must be 0 or more minutes or hours: {exc}") from exc
+
+
 def sweep(args: argparse.Namespace) -> int:
-    if args.older_than < 0:
-        raise CliError(f"--older-than must be 0 or more minutes, got {args.older_than:g}")
-    if not args.kubeconfig and not args.local_state:
+    clouds = args.aws or args.azure
+    if not (args.kubeconfig or args.local_state or clouds):
         raise CliError("say what to sweep: --kubeconfig K (a cluster's leftovers; env "
-                       "CROSSFED_KUBECONFIG) and/or --local-state (this machine's run dirs)")
+                       "CROSSFED_KUBECONFIG), --local-state (this machine's run dirs), --aws "
+                       "and/or --azure (a cloud account's objects)")
+    # A bare number is minutes for the cluster and local state (as before), hours for clouds.
+    if args.kubeconfig or args.local_state:
+        args.older_than_minutes = _older_than(args, "m").total_seconds() / 60
+    if clouds:
+        if not args.run_id and args.older_than is None:
+            raise CliError("--aws/--azure need --run-id ID (one run's objects, whatever their "
+                           "age) or --older-than HOURS (every run's, judged by their "
+                           "crossfed-created-at tag; e.g. 6h)")
+        cloud_age = None if args.run_id else _older_than(args, "h")
     status = _sweep_local(args) if args.local_state else 0
-    return max(status, _sweep_cluster(args)) if args.kubeconfig else status
+    if args.kubeconfig:
+        status = max(status, _sweep_cluster(args))
+    if args.aws:
+        status = max(status, _sweep_aws(args, cloud_age))
+    if args.azure:
+        status = max(status, _sweep_azure(args, cloud_age))
+    return status
+
+
+def _sweep_aws(args: argparse.Namespace, older_than: Any) -> int:
+    from crossfed.cloud import sweep_aws
+    from crossfed.cloud.sweep import Selector, delete_all
+
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
+    try:
+        iam, s3 = sweep_aws.clients(args.aws_region)
+        leftovers = sweep_aws.find(iam, s3, Selector(args.run_id, older_than))
+    except sweep_aws.SweepUsageError as exc:
+        raise CliError(f"--aws: {exc}") from exc
+    if not leftovers:
+        print("crossfed sweep: aws: nothing to delete")
+        return 0
+    return 1 if delete_all("aws", leftovers, args.dry_run, sys.stdout, sys.stderr) else 0
+
+
+def _sweep_azure(args: argparse.Namespace, older_than: Any) -> int:
+    from crossfed.cloud import sweep_azure
+    from crossfed.cloud.sweep import Selector, delete_all
+    from crossfed.cloud.sweep_aws import SweepUsageError
+
+    for name in ("azure", "msal"):  # the SDKs' request logs and credential-chain notes
+        logging.getLogger(name).setLevel(logging.ERROR)
+    selector = Selector(args.run_id, older_than)
+    try:
+        az = sweep_azure.clients(args.azure_subscription, args.azure_arm_endpoint)
+        leftovers = sweep_azure.find(az, selector)
+        skip = ({leftover.name.split("/")[-1].lower() for leftover in leftovers
+                 if leftover.kind == "vault"} if args.dry_run else set())
+        if args.dry_run:
+            leftovers += sweep_azure.deleted_vaults(az, selector, skip)
+    except SweepUsageError as exc:
+        raise CliError(f"--azure: {exc}") from exc
+    failures = delete_all("azure", leftovers, args.dry_run, sys.stdout, sys.stderr) \
+        if leftovers else 0
+    if not args.dry_run:  # purged last: also the vaults just deleted, and those in groups
+        try:
+            purges = sweep_azure.deleted_vaults(az, selector)
+        except SweepUsageError as exc:
+            raise CliError(f"--azure: {exc}") from exc
+        if purges:
+            failures += delete_all("azure (purge)", purges, False, sys.stdout, sys.stderr)
+        elif not leftovers:
+            print("crossfed sweep: azure: nothing to delete")
+    elif not leftovers:
+        print("crossfed sweep: azure: nothing to delete")
+    return 1 if failures else 0
 
 
 def _sweep_local(args: argparse.Namespace) -> int:
@@ -327,7 +402,8 @@ def _sweep_local(args: argparse.Namespace) -> int:
 
     from crossfed.local_sweep import delete_local_leftovers, find_local_leftovers
 
-    leftovers = find_local_leftovers(args.run_id, 0 if args.run_id else args.older_than)
+    leftovers = find_local_leftovers(args.run_id,
+                                     0 if args.run_id else args.older_than_minutes)
     now = time.time()
     if not leftovers:
         print("crossfed sweep: no local state to delete")
@@ -359,7 +435,7 @@ def _sweep_cluster(args: argparse.Namespace) -> int:
         raise CliError(f"cannot load --kubeconfig {args.kubeconfig}: {exc}; give the "
                        "kubeconfig of the cluster the run used") from exc
     # A named run is swept whatever its age; "all runs" spares those younger than --older-than.
-    older_than = dt.timedelta(minutes=0 if args.run_id else args.older_than)
+    older_than = dt.timedelta(minutes=0 if args.run_id else args.older_than_minutes)
     try:
         leftovers = find_leftovers(api_client, args.run_id, older_than)
     except (ApiException, HTTPError, OSError) as exc:
@@ -457,20 +533,41 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
     mint.set_defaults(func=token)
     clean = commands.add_parser("sweep", help="delete the namespaces and webhook "
-                                "configurations an interrupted run left in a cluster, and/or "
-                                "its local state (keys, tokens, credentials)")
+                                "configurations an interrupted run left in a cluster, its "
+                                "local state (keys, tokens, credentials), and/or its objects "
+                                "in AWS / Azure (found by crossfed's tags)")
     clean.add_argument("--kubeconfig", default=os.environ.get("CROSSFED_KUBECONFIG"),
                        help="the cluster's kubeconfig [env CROSSFED_KUBECONFIG]")
     clean.add_argument("--local-state", action="store_true",
                        help="remove the run directories of runs no longer alive (under "
                             "$CROSSFED_RUNS_DIR, $XDG_RUNTIME_DIR/crossfed/runs or "
                             "~/.cache/crossfed/runs); a live run's is never touched")
+    clean.add_argument("--aws", action="store_true",
+                       help="the AWS account's roles and policies under /crossfed/, OIDC "
+                            "providers and buckets tagged crossfed-run-id (boto3's default "
+                            "chain: AWS_PROFILE, AWS_DEFAULT_REGION or AWS_REGION, "
+                            "AWS_ENDPOINT_URL, AWS_CA_BUNDLE)")
+    clean.add_argument("--aws-region", default=None, help="with --aws: the region to use")
+    clean.add_argument("--azure", action="store_true",
+                       help="the subscription's resource groups, identities and vaults tagged "
+                            "crossfed-run-id, and its soft-deleted vaults of crossfed's "
+                            "(DefaultAzureCredential, REQUESTS_CA_BUNDLE)")
+    clean.add_argument("--azure-subscription", default=None,
+                       help="with --azure [env AZURE_SUBSCRIPTION_ID]")
+    clean.add_argument("--azure-arm-endpoint", metavar="URL", default=None,
+                       help="with --azure: a non-public cloud's ARM (its /metadata/endpoints "
+                            "names the authority and audiences)")
     clean.add_argument("--run-id", default=None,
                        help="sweep this run's objects only, whatever their age")
-    clean.add_argument("--older-than", type=float, default=60, metavar="MINUTES",
-                       help="without --run-id: only objects older than this (default 60), so "
-                            "a run in progress is spared; 0 sweeps every run")
+    clean.add_argument("--older-than", default=None, metavar="AGE",
+                       help="without --run-id: only objects older than this, so a run in "
+                            "progress is spared; a number with a unit (90m, 6h), or a bare "
+                            "number: MINUTES for --kubeconfig/--local-state (default 60), "
+                            "HOURS for --aws/--azure (judged by the crossfed-created-at tag; "
+                            "--aws/--azure need --run-id or --older-than); 0 sweeps every run")
     clean.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    clean.epilog = ("A bare --older-than number means minutes for --kubeconfig/--local-state "
+                    "and hours for --aws/--azure; give a unit (90m, 6h) to be explicit.")
     clean.set_defaults(func=sweep)
     doctor = commands.add_parser("doctor", help="read-only diagnosis of a federation from "
                                  "what the cloud holds").add_subparsers(dest="cloud",
