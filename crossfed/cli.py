@@ -349,50 +349,30 @@ def sweep(args: argparse.Namespace) -> int:
 
 def _sweep_aws(args: argparse.Namespace, older_than: Any) -> int:
     from crossfed.cloud import sweep_aws
-    from crossfed.cloud.sweep import Selector, delete_all
+    from crossfed.cloud.sweep import Selector, SweepUsageError
 
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
     try:
         iam, s3 = sweep_aws.clients(args.aws_region)
-        leftovers = sweep_aws.find(iam, s3, Selector(args.run_id, older_than))
-    except sweep_aws.SweepUsageError as exc:
+        failures = sweep_aws.sweep(iam, s3, Selector(args.run_id, older_than), args.dry_run,
+                                   sys.stdout, sys.stderr)
+    except SweepUsageError as exc:
         raise CliError(f"--aws: {exc}") from exc
-    if not leftovers:
-        print("crossfed sweep: aws: nothing to delete")
-        return 0
-    return 1 if delete_all("aws", leftovers, args.dry_run, sys.stdout, sys.stderr) else 0
+    return 1 if failures else 0
 
 
 def _sweep_azure(args: argparse.Namespace, older_than: Any) -> int:
     from crossfed.cloud import sweep_azure
-    from crossfed.cloud.sweep import Selector, delete_all
-    from crossfed.cloud.sweep_aws import SweepUsageError
+    from crossfed.cloud.sweep import Selector, SweepUsageError
 
     for name in ("azure", "msal"):  # the SDKs' request logs and credential-chain notes
         logging.getLogger(name).setLevel(logging.ERROR)
-    selector = Selector(args.run_id, older_than)
     try:
         az = sweep_azure.clients(args.azure_subscription, args.azure_arm_endpoint)
-        leftovers = sweep_azure.find(az, selector)
-        skip = ({leftover.name.split("/")[-1].lower() for leftover in leftovers
-                 if leftover.kind == "vault"} if args.dry_run else set())
-        if args.dry_run:
-            leftovers += sweep_azure.deleted_vaults(az, selector, skip)
+        failures = sweep_azure.sweep(az, Selector(args.run_id, older_than), args.dry_run,
+                                     sys.stdout, sys.stderr)
     except SweepUsageError as exc:
         raise CliError(f"--azure: {exc}") from exc
-    failures = delete_all("azure", leftovers, args.dry_run, sys.stdout, sys.stderr) \
-        if leftovers else 0
-    if not args.dry_run:  # purged last: also the vaults just deleted, and those in groups
-        try:
-            purges = sweep_azure.deleted_vaults(az, selector)
-        except SweepUsageError as exc:
-            raise CliError(f"--azure: {exc}") from exc
-        if purges:
-            failures += delete_all("azure (purge)", purges, False, sys.stdout, sys.stderr)
-        elif not leftovers:
-            print("crossfed sweep: azure: nothing to delete")
-    elif not leftovers:
-        print("crossfed sweep: azure: nothing to delete")
     return 1 if failures else 0
 
 

@@ -18,6 +18,11 @@ from typing import TextIO
 
 from crossfed.cloud.tags import CREATED_AT, RUN_ID, is_crossfeds, parse_stamp
 
+
+class SweepUsageError(Exception):
+    """Credentials, subscription or access missing: one line naming the fix."""
+
+
 AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mh]?)\s*$", re.IGNORECASE)
 
 

@@ -26,18 +26,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from crossfed.aws import deletion
-from crossfed.cloud.sweep import Leftover, Selector, one_line
+from crossfed.cloud.sweep import Leftover, Selector, SweepUsageError, delete_all, one_line
 from crossfed.cloud.tags import IAM_PATH, from_aws
 
 log = logging.getLogger("crossfed.sweep")
 DEFAULT_REGION = "us-east-1"  # IAM is global; S3's ListBuckets answers every region's buckets
-
-
-class SweepUsageError(Exception):
-    """Credentials or access missing: one line naming the fix."""
 
 
 def clients(region: str | None) -> tuple[Any, Any]:
@@ -140,3 +136,13 @@ def find(iam: Any, s3: Any, selector: Selector) -> list[Leftover]:
             leftovers.append(Leftover("bucket", name, tags or {},
                                       lambda name=name: deletion.delete_bucket(s3, name)))
     return leftovers
+
+
+def sweep(iam: Any, s3: Any, selector: Selector, dry_run: bool, out: TextIO,
+          err: TextIO) -> int:
+    """Find and delete (or list); returns how many could not be deleted."""
+    leftovers = find(iam, s3, selector)
+    if not leftovers:
+        print("crossfed sweep: aws: nothing to delete", file=out)
+        return 0
+    return delete_all("aws", leftovers, dry_run, out, err)

@@ -26,10 +26,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
-from crossfed.cloud.sweep import Leftover, Selector, one_line
-from crossfed.cloud.sweep_aws import SweepUsageError
+from crossfed.cloud.sweep import Leftover, Selector, SweepUsageError, delete_all, one_line
 
 
 @dataclass
@@ -163,3 +162,21 @@ def deleted_vaults(az: AzureClients, selector: Selector,
             lambda n=vault.name, loc=location: az.keyvault.vaults.begin_purge_deleted(
                 n, loc).result(), note="purge"))
     return found
+
+
+def sweep(az: AzureClients, selector: Selector, dry_run: bool, out: TextIO,
+          err: TextIO) -> int:
+    """Groups, identities, vaults, then the purges; returns how many could not be deleted."""
+    leftovers = find(az, selector)
+    if dry_run:
+        doomed = {leftover.name.split("/")[-1].lower() for leftover in leftovers
+                  if leftover.kind == "vault"}
+        leftovers += deleted_vaults(az, selector, doomed)
+    failures = delete_all("azure", leftovers, dry_run, out, err) if leftovers else 0
+    # Purged last, so that the vaults just deleted (also those in deleted groups) go too.
+    purges = [] if dry_run else deleted_vaults(az, selector)
+    if purges:
+        failures += delete_all("azure (purge)", purges, False, out, err)
+    if not leftovers and not purges:
+        print("crossfed sweep: azure: nothing to delete", file=out)
+    return failures
