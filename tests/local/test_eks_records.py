@@ -16,9 +16,11 @@ from typing import Any
 
 import boto3
 import pytest
+from azure.core.exceptions import ClientAuthenticationError
 from azure.core.rest import HttpRequest
-from azure.identity import ClientSecretCredential
+from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -38,6 +40,7 @@ EKS_ISSUER = "https://oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF012345
 SLASHED_ISSUER = "https://issuer.example.test/clusters/x/"  # kept byte for byte
 AKS_ISSUER = "https://westeurope.oic.prod-aks.azure.com/tenant/0000-1111/"
 AUDIENCE = "sts.amazonaws.com"
+AZURE_EXCHANGE = "api://AzureADTokenExchange"
 ACCOUNT = ServiceAccountRef("demo", "app")
 
 
@@ -234,6 +237,37 @@ def test_an_issuer_behind_an_unknown_ca_is_not(world: World,
             WebIdentityToken=world.untrusted_issuer.issuer.mint(ACCOUNT, [AUDIENCE]))
     assert caught.value.response["Error"]["Code"] == "InvalidIdentityToken"
     assert "thumbprint" in caught.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize("which, trusted", [("trusted_issuer", True),
+                                             ("untrusted_issuer", False)])
+def test_entra_fetches_an_issuer_behind_a_trusted_ca_only(world: World, tmp_path: Path,
+                                                          which: str, trusted: bool) -> None:
+    issuer: IssuerServer = getattr(world, which)
+    az, ca = world.info["azure"], world.info["ca_bundle"]
+    admin = ClientSecretCredential(az["tenant_id"], az["admin_client_id"],
+                                   az["admin_client_secret"], authority=az["authority_host"],
+                                   connection_verify=ca, disable_instance_discovery=True)
+    msi = ManagedServiceIdentityClient(admin, az["subscription_id"],
+                                       base_url=az["arm_endpoint"], connection_verify=ca)
+    group, name = az["resource_group"], f"trust-{which.replace('_', '-')}"
+    identity = msi.user_assigned_identities.create_or_update(group, name,
+                                                             {"location": "westeurope"})
+    msi.federated_identity_credentials.create_or_update(group, name, "k8s", {
+        "issuer": issuer.url, "subject": ACCOUNT.subject,
+        "audiences": [AZURE_EXCHANGE]})
+    token_file = tmp_path / "token"
+    token_file.write_text(issuer.issuer.mint(ACCOUNT, [AZURE_EXCHANGE]))
+    workload = WorkloadIdentityCredential(tenant_id=az["tenant_id"],
+                                          client_id=identity.client_id,
+                                          token_file_path=str(token_file),
+                                          authority=az["authority_host"], connection_verify=ca)
+    if trusted:
+        assert workload.get_token("https://vault.azure.net/.default").token
+    else:  # Entra pins no thumbprints: an issuer its roots do not vouch for is unreachable
+        with pytest.raises(ClientAuthenticationError,
+                           match="Request to External OIDC endpoint failed"):
+            workload.get_token("https://vault.azure.net/.default")
 
 
 # 4. --host, and options serve refuses before it starts anything.
