@@ -50,8 +50,9 @@ def check_record(name: str, issuer_url: str) -> None:
 
 
 def _cluster_ca_pem(name: str) -> bytes:
-    """A CA certificate of the cluster's own (EKS answers the API server's CA, base64 PEM);
-    nothing is ever signed with it: the record stands for a cluster, it serves nothing."""
+    """A CA certificate of the cluster's own (EKS answers the API server's CA, base64 PEM).
+    CHOICE: a fresh self-signed CA per record, CN "kubernetes" as EKS's are; nothing is ever
+    signed with it: the record stands for a cluster, it serves nothing."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
     now = dt.datetime.now(dt.timezone.utc)
@@ -70,6 +71,8 @@ def add_cluster(backend: Any, account_id: str, region: str, name: str,
     from moto.eks.models import Cluster
 
     check_record(name, issuer_url)
+    # CHOICE: the cluster role, VPC config and network config are plausible placeholders (the
+    # record has no VPC); only name, arn, status and identity.oidc.issuer carry meaning.
     account_role = f"arn:aws:iam::{account_id}:role/crossfed-eks-cluster-role"
     cluster = Cluster(
         name=name, role_arn=account_role, account_id=account_id, region_name=region,
@@ -80,7 +83,8 @@ def add_cluster(backend: Any, account_id: str, region: str, name: str,
                               "publicAccessCidrs": ["0.0.0.0/0"]},
         tags={})
     cluster.identity = {"oidc": {"issuer": issuer_url}}  # exactly as given
-    # EKS's endpoint form: https://<32 hex upper>.<3 chars>.<region>.eks.amazonaws.com
+    # CHOICE: EKS's endpoint form, https://<32 hex upper>.<3 chars>.<region>.eks.amazonaws.com,
+    # naming no server (the record has none)
     cluster.endpoint = (f"https://{secrets.token_hex(16).upper()}.gr7.{region}"
                         ".eks.amazonaws.com")
     cluster.certificate_authority = {
