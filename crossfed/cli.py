@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -16,6 +17,9 @@ from typing import Any
 from crossfed.secret_files import pid_alive
 
 STATE_FILE = "state.json"
+# ARM's resource group names and AKS's cluster names (ManagedClusters PUT's rules)
+AKS_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+AKS_NAME = re.compile(r"^[A-Za-z0-9](?:[-_A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
 KEY_DIR = "issuer"
 
 
@@ -132,6 +136,13 @@ def _serve_records(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]]
         except ValueError as exc:
             raise CliError(f"--eks-cluster: {exc}") from exc
     aks = [_cluster_record(v, "--aks-cluster", grouped=True) for v in args.aks_cluster]
+    for group, name, _ in aks:
+        if not AKS_GROUP.fullmatch(group):
+            raise CliError(f"--aks-cluster: resource group {group!r} is not valid: up to 90 "
+                           "letters, digits, '_', '-', '.', '(' or ')', not ending in '.'")
+        if not AKS_NAME.fullmatch(name):
+            raise CliError(f"--aks-cluster: cluster name {name!r} is not valid: 1-63 letters, "
+                           "digits, '-' or '_', a letter or digit at both ends")
     return eks, aks
 
 
@@ -142,22 +153,9 @@ def _add_records(clouds: Any, eks: list[tuple[str, str, str]],
     the ARM stand-in (ManagedClusters GET answers their oidcIssuerProfile.issuerURL)."""
     eks_info = [clouds.aws.add_eks_cluster(name, issuer_url) for _, name, issuer_url in eks]
     aks_info: list[dict[str, Any]] = []
-    if aks:
-        add = getattr(clouds.azure.arm, "add_managed_cluster", None)
-        if add is None:
-            raise CliError("--aks-cluster: this crossfed's ARM stand-in has no AKS cluster "
-                           "records (ArmStandIn.add_managed_cluster) yet; update crossfed, "
-                           "or leave --aks-cluster out")
-        for group, name, issuer_url in aks:
-            try:
-                added = add(group, name, issuer_url)
-            except ValueError as exc:
-                raise CliError(f"--aks-cluster {group}/{name}: {exc}") from exc
-            entry: dict[str, Any] = {"resource_group": group, "name": name,
-                                     "issuer": issuer_url}
-            if isinstance(added, dict) and added.get("id"):
-                entry["id"] = added["id"]
-            aks_info.append(entry)
+    for group, name, issuer_url in aks:
+        clouds.azure.arm.add_managed_cluster(group, name, issuer_url)
+        aks_info.append({"resource_group": group, "name": name, "issuer": issuer_url})
     return eks_info, aks_info
 
 

@@ -300,6 +300,8 @@ def test_host_moves_the_stand_ins_but_not_the_issuer(tmp_path: Path) -> None:
     (["--aks-cluster", "only-a-name=https://issuer.example/"], ["--aks-cluster",
                                                                  "RG/NAME=ISSUER_URL"]),
     (["--aks-cluster", "rg/a/b=https://issuer.example/"], ["--aks-cluster", "RG/NAME"]),
+    (["--aks-cluster", "rg/-bad-=https://issuer.example/"], ["--aks-cluster", "not valid"]),
+    (["--aks-cluster", "rg./aks=https://issuer.example/"], ["--aks-cluster", "not valid"]),
 ])
 def test_bad_serve_options_are_one_line_errors(tmp_path: Path, args: list[str],
                                                words: list[str]) -> None:
