@@ -45,6 +45,7 @@ CHOICES (undocumented, or simplified):
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import uuid
@@ -98,6 +99,7 @@ class RoleDefinition:
         return _any(self.data_actions, action) and not _any(self.not_data_actions, action)
 
 
+@functools.lru_cache(maxsize=512)
 def _pattern(text: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(p) for p in text.split("*")), re.IGNORECASE)
 
