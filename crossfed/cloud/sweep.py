@@ -6,6 +6,7 @@ per object, and a final count.
 
 CHOICE: with --older-than, an object whose created-at tag is missing or not a time is left
 alone (only --run-id sweeps it): its age is unknown, and it may belong to a run in progress.
+`--older-than 0` is "every run" (as the help says), so it takes such objects too.
 """
 
 from __future__ import annotations
@@ -55,10 +56,12 @@ class Selector:
         assert tags is not None
         if self.run_id is not None:
             return tags[RUN_ID] == self.run_id
-        created = parse_stamp(tags.get(CREATED_AT, ""))
-        if created is None or self.older_than is None:
+        if self.older_than is None:
             return False
-        return self.now - created >= self.older_than
+        if self.older_than <= dt.timedelta(0):
+            return True  # every run's, whatever (or whether) its created-at says
+        created = parse_stamp(tags.get(CREATED_AT, ""))
+        return created is not None and self.now - created >= self.older_than
 
 
 @dataclass

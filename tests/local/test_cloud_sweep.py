@@ -26,6 +26,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 
 from crossfed.aws.provision import AwsProvisioner
 from crossfed.cleanup import Teardown
+from crossfed.cloud.sweep import Selector, parse_age
 from crossfed.cloud.tags import CloudTags, from_aws
 from crossfed.issuer.tokens import ServiceAccountRef
 from crossfed.plan import AwsTarget
@@ -425,3 +426,30 @@ def test_missing_credentials_name_the_fix(world: World) -> None:
     no_azure = world.env(AZURE_CLIENT_SECRET="", AZURE_CLIENT_ID="")
     usage_error(world.azure_sweep("--run-id", OLD, env=no_azure), "DefaultAzureCredential",
                 "AZURE_CLIENT_SECRET")
+
+
+# 4. The selection itself (plain data).
+
+def test_the_selector_never_takes_an_object_without_the_run_id_tag() -> None:
+    now = dt.datetime(2030, 1, 1, 12, tzinfo=dt.timezone.utc)
+    old = CloudTags.new("r1", now=now - dt.timedelta(hours=10)).as_dict()
+    young = CloudTags.new("r2", now=now - dt.timedelta(minutes=5)).as_dict()
+    bare = {"crossfed-run-id": "r3"}  # no created-at: its age is unknown
+    by_age = Selector(None, dt.timedelta(hours=6), now)
+    assert by_age.selects(old) and not by_age.selects(young) and not by_age.selects(bare)
+    every = Selector(None, dt.timedelta(0), now)
+    assert every.selects(old) and every.selects(young) and every.selects(bare)
+    by_run = Selector("r2", None, now)
+    assert by_run.selects(young) and not by_run.selects(old)
+    for selector in (by_age, every, by_run):
+        assert not selector.selects({})
+        assert not selector.selects(None)
+        assert not selector.selects({"crossfed-created-at": old["crossfed-created-at"]})
+        assert not selector.selects({"crossfed-run-id": ""})
+
+
+@pytest.mark.parametrize("text, unit, minutes", [("90m", "h", 90), ("6h", "m", 360),
+                                                 ("6", "h", 360), ("6", "m", 6),
+                                                 ("0", "h", 0), ("1.5h", "m", 90)])
+def test_ages(text: str, unit: str, minutes: float) -> None:
+    assert parse_age(text, unit) == dt.timedelta(minutes=minutes)
