@@ -36,6 +36,8 @@ CHOICES (undocumented, or simplified):
   evaluate it, and granting unconditionally would allow what Azure denies;
 - deleting an assignment takes effect at once (real removals propagate too);
 - re-PUT of an identical assignment answers 200 with the stored one (201 only when created);
+  a PUT that changes only the role of a name is refused like a principal or scope change
+  (RoleAssignmentUpdateNotPermitted), and description changes are ignored;
 - unsupported $filter expressions answer 400 UnsupportedQuery; supported are atScope(),
   principalId eq '{id}', assignedTo('{id}') (no groups: the same as principalId), and those
   joined with "and"; role definitions: roleName eq '{name}' and type eq 'BuiltInRole';
