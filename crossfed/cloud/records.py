@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crossfed.cloud.accounts import CloudSetupError
+from crossfed.cloud.accounts import AwsCloud, AzureCloud, CloudSetupError
 
 if TYPE_CHECKING:
     from crossfed.cloud.clusters import CloudCluster
@@ -51,26 +51,25 @@ def aks_issuer(azure: Any, group_and_name: str) -> str:
                               f"{exc.status_code}: {' '.join(str(exc.message).split())[:200]}"
                               ) from exc
     profile = (answer.json().get("properties") or {}).get("oidcIssuerProfile") or {}
-    if not profile.get("enabled") or not profile.get("issuerUrl"):
+    issuer = profile.get("issuerURL")  # the REST name (the Python SDK's issuer_url)
+    if not profile.get("enabled") or not issuer:
         raise CloudSetupError(f"AKS cluster {group_and_name} has no OIDC issuer: az aks update "
                               f"-g {group} -n {name} --enable-oidc-issuer")
-    return str(profile["issuerUrl"])
+    return str(issuer)
 
 
 def cross_check(tier: CloudTier, cloud: str, cluster: CloudCluster) -> None:
     settings = tier.settings
     record, flag, named = None, "", ""
+    # The record is read with the other cloud's credentials (an AKS cluster's through Azure's
+    # chain), connected here if that cloud's scenarios are not selected.
     if cloud == "aws" and settings.aks_cluster:
-        if tier.azure is None:
-            raise CloudSetupError("--aks-cluster is read through Azure: give --cloud azure "
-                                  "(and its credentials) too, or drop --aks-cluster")
-        record, flag = aks_issuer(tier.azure, settings.aks_cluster), "--aks-cluster"
+        azure = tier.azure or AzureCloud.connect(settings, tier.run_id)
+        record, flag = aks_issuer(azure, settings.aks_cluster), "--aks-cluster"
         named = settings.aks_cluster
     elif cloud == "azure" and settings.eks_cluster:
-        if tier.aws is None:
-            raise CloudSetupError("--eks-cluster is read through AWS: give --cloud aws (and "
-                                  "its credentials) too, or drop --eks-cluster")
-        record = eks_issuer(tier.aws.session, tier.aws.region, settings.eks_cluster)
+        aws = tier.aws or AwsCloud.connect(settings)
+        record = eks_issuer(aws.session, aws.region, settings.eks_cluster)
         flag, named = "--eks-cluster", settings.eks_cluster
     if record is not None and record != cluster.issuer_url:
         pytest.exit(f"crossfed cloud: the issuer of context {cluster.context} is "
