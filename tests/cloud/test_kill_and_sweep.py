@@ -188,3 +188,31 @@ def test_killed_runs_are_swept_and_decoys_survive(serve, tmp_path: Path,
     assert clouds.decoys_intact(decoys) == []
     tier.REPORTED.append(f"kill-and-sweep: {len(killed)} runs killed, {len(left_before)} "
                          f"crossfed-tagged objects left behind, 0 after crossfed sweep")
+
+
+def test_ctrl_c_tears_everything_down(serve, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted (SIGINT, as Ctrl-C) while a scenario waits for propagation: the teardown
+    still runs, in reverse order, and leaves no crossfed-tagged object, with no sweep."""
+    env = tier.environment(serve, None)
+    use_env(monkeypatch, {k: v for k, v in env.items() if k.startswith(("AWS_", "AZURE_",
+                                                                         "REQUESTS_"))})
+    clouds = Clouds(serve)
+    before = clouds.crossfed_objects()
+    args = tier.tier_args(serve, None, ("aws", "azure"), "-k",
+                          "cloud-process and (assumes or reads)", "--crossfed-run-id",
+                          "ctrlc", "-o", "log_cli=true", "--log-cli-level=INFO")
+    process = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "crossfed cloud: aws-allowed: role" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    rest, _ = process.communicate(timeout=300)
+    output = "".join(seen) + rest
+    assert process.returncode not in (0, -signal.SIGKILL), output[-3000:]
+    assert "KeyboardInterrupt" in output, output[-3000:]
+    assert [o for o in clouds.crossfed_objects() if o not in before] == [], output[-3000:]
