@@ -553,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     aws = doctor.add_parser("aws", help="would this service account's token get the role? "
                             "(boto3's default chain; AWS_ENDPOINT_URL, AWS_CA_BUNDLE)")
     aws.add_argument("--role-arn", required=True)
+    aws.add_argument("--bucket", help="also check the role may list this S3 bucket "
+                     "(s3:ListBucket in its policies)")
     _token_source(aws, "sts.amazonaws.com")
     aws.set_defaults(func=doctor_aws)
     azure = doctor.add_parser("azure", help="would this service account's token get the "
@@ -563,7 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--client-id", help="the identity's client id (AZURE_CLIENT_ID)")
     _token_source(azure, "api://AzureADTokenExchange")
     azure.add_argument("--vault-url", help="with --secret: check the identity may read it")
-    azure.add_argument("--secret", help="with --vault-url: the secret's name")
+    azure.add_argument("--secret", help="with --vault-url: the secret's name (its existence "
+                       "is checked by listing the vault's secret names, if the doctor's "
+                       "principal may)")
+    azure.add_argument("--workload-tenant-id", metavar="TENANT",
+                       help="the tenant the workload is told (its azure.workload.identity/"
+                       "tenant-id annotation or the webhook's); checked against the "
+                       "identity's")
     azure.add_argument("--azure-subscription", help="[env AZURE_SUBSCRIPTION_ID]")
     azure.add_argument("--azure-arm-endpoint", metavar="URL", help="a non-public cloud's ARM: "
                        "its /metadata/endpoints names the authority and audiences")

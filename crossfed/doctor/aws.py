@@ -343,5 +343,11 @@ def run(args: Any) -> list[Check]:
                          "for the service account) or --token-file F")
     token = workload_token(args, account)
     directory = BotoIamDirectory(iam_client())
-    return diagnose(args.role_arn, account, token, directory,
-                    os.environ.get("AWS_CA_BUNDLE") or None)
+    checks = diagnose(args.role_arn, account, token, directory,
+                      os.environ.get("AWS_CA_BUNDLE") or None)
+    if getattr(args, "bucket", None):
+        from crossfed.doctor.access import permission_check
+
+        checks.append(permission_check(directory.iam, args.role_arn.rsplit("/", 1)[-1],
+                                       args.bucket))
+    return checks

@@ -473,4 +473,32 @@ def run(args: Any) -> list[Check]:
     arm = arm_clients(cloud, subscription, ca)
     tenant = os.environ.get("AZURE_TENANT_ID") or ""
     vault = (args.vault_url, args.secret) if args.vault_url else None
-    return diagnose(token, account, arm, args.identity, args.client_id, tenant, ca, vault)
+    checks = diagnose(token, account, arm, args.identity, args.client_id, tenant, ca, vault)
+    from crossfed.doctor.access import secret_check, tenant_check
+
+    told = getattr(args, "workload_tenant_id", None)
+    if told and tenant:
+        checks.insert(1, tenant_check(told, tenant))
+    if vault is not None:
+        checks.append(secret_check(_secret_client(cloud, vault[0], ca), vault[1]))
+    return checks
+
+
+def _secret_client(cloud: Cloud, vault_url: str, ca: str | None) -> Any:
+    """Key Vault's data plane, asked only for secret names (GET), as the doctor's principal."""
+    from urllib.parse import urlsplit
+
+    from azure.identity import DefaultAzureCredential
+    from azure.keyvault.secrets import SecretClient
+
+    verify: dict[str, Any] = {"connection_verify": ca} if ca else {}
+    credential = DefaultAzureCredential(
+        authority=cloud.authority_host, **verify,
+        **({} if _known_authority(cloud.authority_host) else
+           {"disable_instance_discovery": True}))
+    host = urlsplit(vault_url).hostname or ""
+    # CHOICE: the challenge check only where the vault is under the cloud's Key Vault suffix.
+    suffix = cloud.keyvault_dns.lstrip(".")
+    return SecretClient(vault_url, credential, per_call_policies=[_read_only_policy()],
+                        verify_challenge_resource=bool(suffix) and host.endswith("." + suffix),
+                        **verify)
