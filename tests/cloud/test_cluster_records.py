@@ -46,3 +46,22 @@ def test_matching_records_let_the_run_go_on_and_a_mismatch_stops_it(
             output[-3000:]
     finally:
         served.stop()
+
+
+def test_without_webhooks_the_run_says_what_to_install(cluster: tier.CiCluster,
+                                                       tmp_path: Path) -> None:
+    """The CI cluster has no webhook: without --crossfed-webhooks reference (or
+    --install-webhooks) the pod scenarios fail at once, naming both webhooks to install."""
+    served = tier.start(tmp_path / "serve", 0.0, cluster)
+    try:
+        env = tier.environment(served, cluster)
+        args = [a for a in tier.tier_args(served, cluster, ("aws", "azure"), "-k",
+                                          "cloud-cluster and (assumes or reads)")
+                if a not in ("--crossfed-webhooks", "reference")]
+        done = tier.run_tier(args, env, tmp_path)
+    finally:
+        served.stop()
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "no webhook mutates pods for aws, azure" in output, output[-3000:]
+    assert "--install-webhooks" in output and "azure-workload-identity" in output
