@@ -46,6 +46,20 @@ def _told(unknown: bool, real: str) -> str:
     return str(uuid.uuid4()) if unknown else real
 
 
+def workloads(plan: FederationPlan, run: ScenarioRun
+              ) -> tuple[AwsWorkload | None, AzureWorkload | None]:
+    """What the workload is given for the applied objects: a role and bucket; a client id,
+    tenant, vault and secret (a made-up client id or tenant where the plan says so)."""
+    aws = AwsWorkload(run.applied.role_arn, run.applied.bucket) if run.applied else None
+    azure = None
+    if run.applied_azure is not None and plan.azure is not None:
+        applied = run.applied_azure
+        azure = AzureWorkload(_told(plan.azure.unknown_client_id, applied.client_id),
+                              _told(plan.azure.unknown_tenant, applied.tenant_id),
+                              applied.vault_url, applied.secret_name)
+    return aws, azure
+
+
 class Scenarios:
     """Runs plans against the local stand-ins, in a process or in pods of `cluster`."""
 
@@ -95,13 +109,7 @@ class Scenarios:
         targets = SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle,
                              authority_host=self.clouds.azure.entra.authority_host,
                              skip_challenge_resource_check=True)
-        aws = AwsWorkload(run.applied.role_arn, run.applied.bucket) if run.applied else None
-        azure = None
-        if run.applied_azure is not None and plan.azure is not None:
-            applied = run.applied_azure
-            azure = AzureWorkload(_told(plan.azure.unknown_client_id, applied.client_id),
-                                  _told(plan.azure.unknown_tenant, applied.tenant_id),
-                                  applied.vault_url, applied.secret_name)
+        aws, azure = workloads(plan, run)
         if self.cluster is None:
             assert token is not None
             run.result = run_probe(token, targets, aws=aws, azure=azure,

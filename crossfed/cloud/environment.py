@@ -37,7 +37,7 @@ from crossfed.issuer.learned import SigningKeyUnavailable
 from crossfed.issuer.variants import token_for
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, isolate
 from crossfed.redact import scrub_text
-from crossfed.scenario import ScenarioRun, _told
+from crossfed.scenario import ScenarioRun, workloads
 from crossfed.verdict import VerdictError, expectation
 from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, SdkTargets, run_probe
 
@@ -265,13 +265,7 @@ class CloudScenarios:
     def _workload(self, plan: FederationPlan, run: CloudRun, cluster: CloudCluster | None,
                   token: str | None, cluster_token: bool, teardown: Teardown) -> _Workload:
         targets = self._targets(run)
-        aws = AwsWorkload(run.applied.role_arn, run.applied.bucket) if run.applied else None
-        azure = None
-        if run.applied_azure is not None and plan.azure is not None:
-            applied = run.applied_azure
-            azure = AzureWorkload(_told(plan.azure.unknown_client_id, applied.client_id),
-                                  _told(plan.azure.unknown_tenant, applied.tenant_id),
-                                  applied.vault_url, applied.secret_name)
+        aws, azure = workloads(plan, run)
         workload = _Workload(self, plan, run, targets, aws, azure, token, cluster)
         if cluster is not None:
             cluster.kube.runner.prepare(

@@ -86,6 +86,17 @@ def _arm_writes(serve: tier.Serve, arm: str) -> list[str]:
                                                                        "PATCH"))]
 
 
+def _judge(plan: FederationPlan, done: subprocess.CompletedProcess[str], token: str) -> None:
+    """The positive passes every check; a negative FAILs the check the local tier names."""
+    output = done.stdout + done.stderr
+    if plan.expect.allowed:
+        assert done.returncode == 0 and _failed(done.stdout) == [], output
+    else:
+        assert done.returncode == 1, output
+        assert plan.expect.failed_check in _failed(done.stdout), output
+    assert token not in output
+
+
 AWS_PLANS = [AWS_ALLOWED, *AWS_DENIED]
 AZURE_PLANS = [AZURE_ALLOWED, *AZURE_DENIED]
 
@@ -112,13 +123,7 @@ def test_doctor_aws_names_each_plans_check(plan: FederationPlan, serve, issuers,
         assert _aws_state() == before, "crossfed doctor aws changed IAM or S3"
     finally:
         assert not teardown.run()
-    output = done.stdout + done.stderr
-    if plan.expect.allowed:
-        assert done.returncode == 0 and _failed(done.stdout) == [], output
-    else:
-        assert done.returncode == 1, output
-        assert plan.expect.failed_check in _failed(done.stdout), output
-    assert token not in output
+    _judge(plan, done, token)
 
 
 @pytest.mark.parametrize("plan", AZURE_PLANS, ids=lambda plan: plan.name)
@@ -161,10 +166,4 @@ def test_doctor_azure_names_each_plans_check(plan: FederationPlan, serve, issuer
             "crossfed doctor azure wrote to ARM"
     finally:
         assert not teardown.run()
-    output = done.stdout + done.stderr
-    if plan.expect.allowed:
-        assert done.returncode == 0 and _failed(done.stdout) == [], output
-    else:
-        assert done.returncode == 1, output
-        assert plan.expect.failed_check in _failed(done.stdout), output
-    assert token not in output
+    _judge(plan, done, token)
