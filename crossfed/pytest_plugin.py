@@ -213,10 +213,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if status:  # asked for explicitly, but not usable here: skipped, with the reason
                 marks.append(pytest.mark.skip(reason=status))
             params.append(pytest.param(name, marks=marks, id=name))
-    if "local" not in own or "cloud" in own:
-        from crossfed.cloud.options import CloudSettings
+    from crossfed.cloud.options import CloudSettings
 
-        settings = CloudSettings.from_options(config.getoption)
+    settings = CloudSettings.from_options(config.getoption)
+    # Local environments named on the command line, and no --cloud: the cloud ones are left
+    # out (not just skipped) since the user said where to run.
+    chosen_local_only = bool(config.getoption("--crossfed-env")) and not settings.clouds
+    if ("local" not in own or "cloud" in own) and not chosen_local_only:
         directions = [cloud for cloud in ("aws", "azure") if cloud in own]
         direction = directions[0] if len(directions) == 1 else None
         for name in CLOUD_ENVIRONMENTS:

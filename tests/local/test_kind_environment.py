@@ -437,6 +437,7 @@ def test_asking_for_kind_without_docker_skips_its_scenarios(tmp_path) -> None:
     result = run_pytest(tmp_path, "-q", "-rs", "--crossfed-env", "kind",
                         "tests/e2e/test_aws_federation.py")
     assert result.returncode == 0, result.stdout + result.stderr
+    # the 13 kind scenarios (named environments and no --cloud: no cloud-tier parameters)
     assert "13 skipped" in result.stdout and "error" not in result.stdout.lower()
     assert "SKIPPED [12] crossfed/suite/test_aws.py" in result.stdout  # the suite's own file
     assert "kind environment skipped: docker: no docker binary on PATH" in result.stdout
