@@ -127,7 +127,7 @@ def find(iam: Any, s3: Any, selector: Selector) -> list[Leftover]:
             leftovers.append(Leftover("OIDC provider", arn.split(":oidc-provider/", 1)[-1],
                                       tags or {},
                                       lambda arn=arn: deletion.delete_provider(iam, arn)))
-    buckets = _listing("S3 buckets", lambda: s3.list_buckets().get("Buckets", []))
+    buckets = _listing("S3 buckets", lambda: _pages(s3, "list_buckets", "Buckets"))
     for bucket in buckets:
         name = bucket["Name"]
         tags = _tags(f"bucket {name}", lambda name=name: s3.get_bucket_tagging(
