@@ -169,9 +169,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             f"crossfed: {environment}: {len(passed)} of {len(outcomes)} scenarios passed {where}"
             + (f"; not passed: {', '.join(others)}" if others else ""))
         terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
-    from crossfed.cloud.environment import propagation_summary
+    import sys
 
-    for line in propagation_summary():
+    tier = sys.modules.get("crossfed.cloud.environment")  # imported only if the tier ran
+    for line in tier.propagation_summary() if tier is not None else []:
         terminalreporter.write_line(f"crossfed: cloud propagation: {line}")
     if config.stash.get(USED, False) or SCENARIO_OUTCOMES or engaged(config):
         status = kind_status(config)

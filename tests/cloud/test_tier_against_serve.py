@@ -64,7 +64,8 @@ def test_rbac_vaults_pass_against_serve(serve, tmp_path: Path) -> None:
     """The other Key Vault permission model: role assignments instead of access policies."""
     env = tier.environment(serve, None)
     done = tier.run_tier(tier.tier_args(serve, None, ("azure",), "--azure-keyvault-"
-                                        "authorization", "rbac"), env, tmp_path)
+                                        "authorization", "rbac", "-k", "test_azure"),
+                         env, tmp_path)
     output = done.stdout + done.stderr
     _report("cloud tier, Key Vault RBAC", output)
     assert done.returncode == 0, output[-8000:]
