@@ -159,8 +159,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                 outcome == "skipped" for _, outcome in outcomes):
             from crossfed.cloud.options import CloudSettings
 
-            reason = CloudSettings.from_options(config.getoption).skip_reason(
-                None, environment.split("-", 1)[1]) or "see -rs"
+            settings = CloudSettings.from_options(config.getoption)
+            where = environment.split("-", 1)[1]
+            reasons = [settings.skip_reason(cloud, where) for cloud in (None, "aws", "azure")]
+            reason = next((r for r in reasons if r), "see -rs")
             terminalreporter.write_line(f"crossfed: {environment}: {len(outcomes)} cloud "
                                         f"scenarios skipped: {reason}")
             continue

@@ -12,6 +12,19 @@ from crossfed.probe.report import failure
 from crossfed.redact import scrub_text
 
 
+class WorkloadToken:
+    """The workload's token, held so that no repr shows it: pytest prints the arguments of each
+    frame of a failing test's traceback, and this one is a live credential."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<token sha256:{hashlib.sha256(self.value.encode()).hexdigest()[:12]}>"
+
+
 def _scrubbed(result: dict[str, Any], token: str) -> dict[str, Any]:
     if "message" in result:
         result["message"] = scrub_text(str(result["message"]), token)
@@ -19,11 +32,12 @@ def _scrubbed(result: dict[str, Any], token: str) -> dict[str, Any]:
 
 
 def aws_exchange(session: Any, region: str, role_arn: str, bucket: str,
-                 token: str) -> dict[str, Any]:
+                 held: WorkloadToken) -> dict[str, Any]:
     """AssumeRoleWithWebIdentity, then get-caller-identity and a listing with its credentials
     (what boto3 does in the pod); {"aws": {"boto3": ...}}."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    token = held.value
     def failed(exc: Exception, operation: str) -> dict[str, Any]:
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
@@ -59,14 +73,17 @@ def aws_exchange(session: Any, region: str, role_arn: str, bucket: str,
     return {"aws": {"boto3": result}}
 
 
-def azure_exchange(tenant_id: str, client_id: str, vault_url: str, secret: str, token: str,
-                   authority_host: str, ca_bundle: str | None, verify_challenge: bool,
-                   known_authority: bool) -> dict[str, Any]:
+def azure_exchange(tenant_id: str, client_id: str, vault_url: str, secret: str,
+                   held: WorkloadToken, authority_host: str, ca_bundle: str | None,
+                   verify_challenge: bool, known_authority: bool) -> dict[str, Any]:
     """The federated exchange at the token endpoint, then the secret read (what
-    WorkloadIdentityCredential does in the pod); {"azure": {"workload": ...}}."""
-    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+    WorkloadIdentityCredential does in the pod); {"azure": {"workload": ...}}. A transport
+    error is a refusal like any other (retried while nothing explains it)."""
+    from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
     from azure.identity import ClientAssertionCredential
     from azure.keyvault.secrets import SecretClient
+
+    token = held.value
 
     def auth_failed(exc: Exception, operation: str) -> dict[str, Any]:
         match = AADSTS.search(str(exc))
@@ -85,6 +102,10 @@ def azure_exchange(tenant_id: str, client_id: str, vault_url: str, secret: str, 
         result["token"] = auth_failed(exc, "get_token")
         result["secret"] = failure("NoToken", "get_secret", "no token, no read")
         return {"azure": {"workload": result}}
+    except AzureError as exc:
+        result["token"] = _scrubbed(failure(type(exc).__name__, "get_token", str(exc)), token)
+        result["secret"] = failure("NoToken", "get_secret", "no token, no read")
+        return {"azure": {"workload": result}}
     client = SecretClient(vault_url, credential, verify_challenge_resource=verify_challenge,
                           **verify)
     try:
@@ -96,4 +117,6 @@ def azure_exchange(tenant_id: str, client_id: str, vault_url: str, secret: str, 
         code = exc.error.code if exc.error else type(exc).__name__
         result["secret"] = _scrubbed(failure(code or "?", "get_secret", str(exc),
                                              status=exc.status_code), token)
+    except AzureError as exc:
+        result["secret"] = _scrubbed(failure(type(exc).__name__, "get_secret", str(exc)), token)
     return {"azure": {"workload": result}}

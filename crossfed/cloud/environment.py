@@ -43,6 +43,7 @@ from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, S
 
 log = logging.getLogger("crossfed.cloud")
 MAX_POLL = 2.0  # seconds between polls at most: the wait ends within 2 s of the change
+DIAGNOSE_EVERY = 30.0  # the same refusal is diagnosed again after this many seconds
 STEP_KINDS = {  # what a step's first success shows has propagated
     "assume": "IAM role + OIDC provider (STS)",
     "list": "IAM policy attachment (S3)",
@@ -139,7 +140,8 @@ class CloudTier:
                                  tenant_id=self.azure.tenant_id if self.azure else "",
                                  authority_host=self._authority_for_pods())
                 self.teardown.add(f"cluster attachment {context}", cluster.stop)
-                cross_check(self, cloud, cluster)
+                for each in dict.fromkeys((*wanted, cloud)):  # both, when one context serves
+                    cross_check(self, each, cluster)
             except CloudSetupError as exc:
                 self.problems[key] = str(exc)
                 raise
@@ -217,7 +219,7 @@ class CloudScenarios:
         else:
             self._apply_azure(plan, issuer.url, run, teardown)
         runner = self._workload(plan, run, cluster, token, cluster_token, teardown)
-        self._wait(plan, run, runner, applied_at)
+        self._wait(plan, run, runner, applied_at, time.monotonic())
         return run
 
     def _skip_if_provider_exists(self, issuer_url: str) -> None:
@@ -266,7 +268,8 @@ class CloudScenarios:
                   token: str | None, cluster_token: bool, teardown: Teardown) -> _Workload:
         targets = self._targets(run)
         aws, azure = workloads(plan, run)
-        workload = _Workload(self, plan, run, targets, aws, azure, token, cluster)
+        workload = _Workload(self, plan, run, targets, aws, azure,
+                             attempt.WorkloadToken(token) if token else None, cluster)
         if cluster is not None:
             cluster.kube.runner.prepare(
                 plan.workload.namespace, plan.workload.name, teardown, aws=aws, azure=azure,
@@ -276,9 +279,10 @@ class CloudScenarios:
                 from crossfed.doctor.workload_token import token_from_cluster
 
                 audience = plan.audience if plan.aws is not None else AZURE_AUDIENCE
-                workload.token = token_from_cluster(
+                lifetime = int(min(86400, self.tier.settings.propagation_timeout + 900))
+                workload.held = attempt.WorkloadToken(token_from_cluster(
                     str(self.tier.settings.kubeconfig), cluster.context, plan.workload,
-                    audience)
+                    audience, seconds=lifetime))
                 workload.projected = True
         return workload
 
@@ -290,15 +294,20 @@ class CloudScenarios:
             authority = self.tier._authority_for_pods()
             verify = azure.verify_challenge(run.applied_azure.vault_url)
         endpoint = self.tier.aws.workload_endpoint() if self.tier.aws else None
+        services = tuple(sorted((k, v) for k, v in os.environ.items()
+                                if k.startswith("AWS_ENDPOINT_URL_") and v))
         return SdkTargets(endpoint, workload_ca(), authority_host=authority,
-                          skip_challenge_resource_check=not verify)
+                          skip_challenge_resource_check=not verify,
+                          aws_service_endpoints=services)
 
     # --- propagation ------------------------------------------------------------------------
 
     def _wait(self, plan: FederationPlan, run: CloudRun, workload: _Workload,
-              applied_at: float) -> None:
+              applied_at: float, ready_at: float) -> None:
+        """Waits are measured from the start of the apply (what a user waits for after
+        creating the objects); the timeout counts from its end (what the cloud is given)."""
         timeout = self.tier.settings.propagation_timeout
-        deadline = applied_at + timeout
+        deadline = ready_at + timeout
         delay, polls, last_note = 0.25, 0, applied_at
         first_success: dict[str, float] = {}
         while True:
@@ -315,8 +324,8 @@ class CloudScenarios:
                 if run.judgement.settled or time.monotonic() > deadline:
                     break
             elif time.monotonic() > deadline:
-                run.judgement = verdict
                 run.result = workload.run(polls)
+                run.judgement = workload.judge(run.result.report, quick=False)
                 break
             if time.monotonic() - last_note >= 10:
                 last_note = time.monotonic()
@@ -360,28 +369,35 @@ class _Workload:
     targets: SdkTargets
     aws: AwsWorkload | None
     azure: AzureWorkload | None
-    token: str | None
+    held: attempt.WorkloadToken | None  # never in a repr: a live credential
     cluster: CloudCluster | None
     projected: bool = False
+    # (refusal signature, when) -> the diagnosis then: read again only when the refusal
+    # changes or every DIAGNOSE_EVERY s, so polls stay ≤2 s apart against a real cloud
+    _cached: tuple[Any, float, list[Any]] | None = field(default=None, repr=False)
+
+    @property
+    def token(self) -> str | None:
+        return self.held.value if self.held is not None else None
 
     @property
     def tier(self) -> CloudTier:
         return self.env.tier
 
     def exchange(self) -> dict[str, Any]:
-        assert self.token is not None
+        assert self.held is not None
         if self.aws is not None:
             aws = self.tier.aws
             assert aws is not None
             return attempt.aws_exchange(aws.session, aws.region, self.aws.role_arn,
-                                        self.aws.bucket, self.token)
+                                        self.aws.bucket, self.held)
         assert self.azure is not None and self.tier.azure is not None
         from crossfed.doctor.azure import _known_authority
 
         cloud = self.tier.azure.cloud
         return attempt.azure_exchange(
             self.azure.tenant_id, self.azure.client_id, self.azure.vault_url, self.azure.secret,
-            self.token, cloud.authority_host, self.tier.azure.ca_bundle,
+            self.held, cloud.authority_host, self.tier.azure.ca_bundle,
             not self.targets.skip_challenge_resource_check,
             _known_authority(cloud.authority_host))
 
@@ -408,7 +424,35 @@ class _Workload:
             rbac = bool(getattr(applied_az, "rbac", False))
             problems = azure_problems(plan, report, applied_az.secret_sha256,
                                       ("workload",) if quick else ("workload", "default"))
-        return judge(plan, report, problems, lambda: self.diagnose(report), rbac)
+        return judge(plan, report, problems, lambda: self.cached_diagnosis(report), rbac,
+                     lagging=self.lagging())
+
+    def lagging(self) -> set[str]:
+        """Checks of objects the tier itself just created: their reads can lag the creation
+        (IAM and ARM are eventually consistent too), so "not found" is propagation."""
+        if self.aws is not None and self.plan.aws is not None:
+            return {"role", "provider"} if self.plan.aws.register_provider else {"role"}
+        if self.plan.azure is not None and not self.plan.azure.unknown_client_id:
+            return {"client", "vault"}
+        return set()
+
+    def cached_diagnosis(self, report: dict[str, Any]) -> list[Any]:
+        from crossfed.cloud.judging import refusals
+
+        signature = sorted((step, sorted(codes)) for step, codes in refusals(report).items())
+        now = time.monotonic()
+        if (self._cached is not None and self._cached[0] == signature
+                and now - self._cached[1] < DIAGNOSE_EVERY):
+            return self._cached[2]
+        try:
+            checks = self.diagnose(report)
+        except Exception as exc:  # a read that failed explains nothing; say what, scrubbed
+            from crossfed.doctor.report import skip
+
+            checks = [skip("diagnosis", f"could not read the cloud's configuration: "
+                           f"{type(exc).__name__}: {scrub_text(str(exc))[:300]}")]
+        self._cached = (signature, now, checks)
+        return checks
 
     def env_run_applied(self) -> Any:
         return self.scenario.applied

@@ -20,7 +20,7 @@ def token_from_file(path: str) -> str:
 
 
 def token_from_cluster(kubeconfig: str, context: str | None, account: ServiceAccountRef,
-                       audience: str) -> str:
+                       audience: str, seconds: int = TOKEN_SECONDS) -> str:
     """A TokenRequest for the service account with the audience (kubectl create token)."""
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
@@ -34,7 +34,7 @@ def token_from_cluster(kubeconfig: str, context: str | None, account: ServiceAcc
         raise UsageError(f"cannot load --kubeconfig {kubeconfig}: {exc}; give a readable "
                          "kubeconfig (and --context)") from exc
     body = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-        audiences=[audience], expiration_seconds=TOKEN_SECONDS))
+        audiences=[audience], expiration_seconds=seconds))
     try:
         answer = client.CoreV1Api(api).create_namespaced_service_account_token(
             account.name, account.namespace, body)

@@ -102,8 +102,7 @@ class PodRunner:
                 name="crossfed-ca", config_map=client.V1ConfigMapVolumeSource(name="crossfed-ca")))
             mounts.append(client.V1VolumeMount(name="crossfed-ca", mount_path=CA_MOUNT,
                                                read_only=True))
-        if targets.aws_endpoint_url:
-            env["AWS_ENDPOINT_URL"] = targets.aws_endpoint_url
+        env.update(targets.endpoint_env())
         if targets.authority_host and azure is not None:
             # The webhook injects the public authority only where the container has none.
             env["AZURE_AUTHORITY_HOST"] = targets.authority_host.rstrip("/") + "/"

@@ -61,11 +61,17 @@ class SdkTargets:
     authority_host: str | None = None
     # Loopback vault URLs cannot match the challenge resource https://vault.azure.net.
     skip_challenge_resource_check: bool = False
+    # AWS_ENDPOINT_URL_<SERVICE> the harness was given (the cloud tier passes them on)
+    aws_service_endpoints: tuple[tuple[str, str], ...] = ()
 
-    def env(self) -> dict[str, str]:
-        env: dict[str, str] = {}
+    def endpoint_env(self) -> dict[str, str]:
+        env = dict(self.aws_service_endpoints)
         if self.aws_endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
+        return env
+
+    def env(self) -> dict[str, str]:
+        env = self.endpoint_env()
         if self.ca_bundle:
             env["AWS_CA_BUNDLE"] = self.ca_bundle
             env["REQUESTS_CA_BUNDLE"] = self.ca_bundle  # what azure-core honours

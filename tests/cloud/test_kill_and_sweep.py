@@ -26,7 +26,10 @@ RUNS = 10
 # What to wait for in the tier's log before the kill (then a random pause of up to the
 # second number): apply under way, the workload running, the teardown under way.
 PHASES = [("crossfed cloud: run ", 1.5), ("crossfed cloud: aws-allowed: role", 0.8),
-          ("crossfed cloud: aws-allowed: settled", 0.3)]
+          ("crossfed cloud: aws-allowed: settled", 0.3),
+          ("crossfed cloud: aws-allowed: settled", 2.0),  # the Azure scenario's apply
+          ("crossfed cloud: azure-allowed: identity", 0.8),
+          ("crossfed cloud: azure-allowed: settled", 0.3)]
 DECOY_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]})
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -141,11 +144,12 @@ class Clouds:
 
 
 def _kill_when(process: subprocess.Popen[str], marker: str, pause: float,
-               seen: list[str]) -> None:
+               seen: list[str], hit: list[bool]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         seen.append(line)
         if marker in line:
+            hit.append(True)
             time.sleep(pause)
             break
     process.send_signal(signal.SIGKILL)
@@ -169,15 +173,16 @@ def test_killed_runs_are_swept_and_decoys_survive(serve, tmp_path: Path,
         process = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         seen: list[str] = []
+        hit: list[bool] = []
         killer = threading.Thread(target=_kill_when, daemon=True,
-                                  args=(process, marker, chosen.uniform(0, most), seen))
+                                  args=(process, marker, chosen.uniform(0, most), seen, hit))
         killer.start()
         killer.join(timeout=300)
         process.kill()
         process.wait(timeout=30)
         killed.append((run, marker, process.returncode))
-        assert process.returncode == -signal.SIGKILL, (
-            f"run {run} ended before its kill ({marker!r}):\n{''.join(seen)[-3000:]}")
+        assert hit and process.returncode == -signal.SIGKILL, (
+            f"run {run} was not killed at its point ({marker!r}):\n{''.join(seen)[-3000:]}")
     left_before = clouds.crossfed_objects()
     assert left_before, "no killed run left anything behind: the kill points missed"
     done = subprocess.run([*CLI, "sweep", "--aws", "--azure", "--older-than", "0",
