@@ -439,7 +439,9 @@ class _Workload:
     def cached_diagnosis(self, report: dict[str, Any]) -> list[Any]:
         from crossfed.cloud.judging import refusals
 
-        signature = sorted((step, sorted(codes)) for step, codes in refusals(report).items())
+        # the workload's own report carries its token's claims (judged as `presented`)
+        signature = (sorted((step, sorted(codes)) for step, codes in refusals(report).items()),
+                     repr(report.get("tokens")))
         now = time.monotonic()
         if (self._cached is not None and self._cached[0] == signature
                 and now - self._cached[1] < DIAGNOSE_EVERY):
