@@ -32,7 +32,8 @@ README = ROOT / "README.md"
 SECTION = "## Nightly against real clouds"
 SERVICES = ("iam", "s3", "sts", "eks")
 SCANNED = [ROOT / "crossfed/aws/provision.py", ROOT / "crossfed/aws/deletion.py",
-           ROOT / "crossfed/doctor/aws.py", *sorted((ROOT / "crossfed/cloud").glob("*.py"))]
+           ROOT / "crossfed/doctor/aws.py", ROOT / "crossfed/doctor/access.py",
+           *sorted((ROOT / "crossfed/cloud").glob("*.py"))]
 
 # Operations whose IAM action is not `<service>:<Operation>`, or that need more than one.
 ACTIONS_FOR = {
