@@ -34,8 +34,29 @@ MASK="getty.target console-getty.service apt-daily.timer apt-daily-upgrade.timer
   systemd-remount-fs.service sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount
   sys-fs-fuse-connections.mount systemd-firstboot.service systemd-networkd.service"
 
+total=$(date +%s)
+WORK="$(mktemp -d /var/tmp/crossfed-kind-images.XXXXXX)"
+CTRD_PID=""; cp_job=""; node_job=""
+cleanup() {
+  if [ -n "$CTRD_PID" ]; then kill "$CTRD_PID" 2>/dev/null || true; wait "$CTRD_PID" 2>/dev/null || true; fi
+  # a debootstrap still running fills its cache: let it finish rather than leave it half done
+  local j
+  for j in "$cp_job" "$node_job"; do [ -z "$j" ] || wait "$j" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+# Root filesystems (cached, scrubbed) fetched in the background while the binaries build.
+kind_debootstrap "$SUITE" "$CP_PKGS" >"$WORK/cp.path" &
+cp_job=$!
+kind_debootstrap "$SUITE" "$NODE_PKGS" >"$WORK/node.path" &
+node_job=$!
+
 BIN="$(bash "$KIND_HERE/build-kubernetes-extra.sh")"
-K8S="$("$BIN/kubeadm" version -o short)"
+K8S="$("$BIN/kubeadm" version -o short 2>/dev/null || true)"
+if ! [[ "$K8S" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+  # a build without version stamping: take it from the source package (1.20.5+really1.20.2-...)
+  K8S="v$(basename "$BIN" | sed -E 's/^kubernetes-//; s/.*really//; s/-.*//')"
+fi
 [ "$("docker" info --format '{{.DefaultRuntime}}')" = crossfed-runc ] && WRAP=1 || WRAP=0
 
 KEY="$( {
@@ -54,27 +75,16 @@ fi
 if [ -s "$OUT/node.tar" ]; then
   kind_log "loading the cached $OUT/node.tar"
   docker load -q -i "$OUT/node.tar" >&2
+  [ ! -s "$OUT/control-plane.tar" ] || docker load -q -i "$OUT/control-plane.tar" >&2
   echo "$NODE_REF"; exit 0
 fi
 
-total=$(date +%s)
-WORK="$(mktemp -d /var/tmp/crossfed-kind-images.XXXXXX)"
-CTRD_PID=""
-cleanup() {
-  if [ -n "$CTRD_PID" ]; then kill "$CTRD_PID" 2>/dev/null || true; wait "$CTRD_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 mkdir -p "$OUT"
 
-# --- root filesystems (cached, scrubbed), fetched side by side --------------------------------
-kind_log "root filesystems: control-plane base and node ($SUITE minbase)"
-kind_debootstrap "$SUITE" "$CP_PKGS" >"$WORK/cp.path" &
-cp_job=$!
-kind_debootstrap "$SUITE" "$NODE_PKGS" >"$WORK/node.path" &
-node_job=$!
+# --- root filesystems (started above) -------------------------------------------------------
 wait "$cp_job" || kind_die "control-plane root filesystem failed"
 wait "$node_job" || kind_die "node root filesystem failed"
+cp_job=""; node_job=""
 CP_ROOT="$(cat "$WORK/cp.path")"; NODE_BASE="$(cat "$WORK/node.path")"
 
 # --- control-plane images -----------------------------------------------------------------
@@ -169,7 +179,7 @@ cat >"$WORK/ctrd.toml" <<EOF
 version = 2
 root = "$NODE/var/lib/containerd"
 state = "$WORK/ctrd-state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"]
 [grpc]
   address = "$WORK/ctrd.sock"
 [ttrpc]

@@ -126,10 +126,14 @@ up)
   host_net_state >"$STATE/hostnet.before"
   # kind bind-mounts /lib/modules; dockerd creates a missing source directory, `down` removes it
   [ -e /lib/modules ] && rm -f "$STATE/no-lib-modules" || touch "$STATE/no-lib-modules"
+  # dockerd also writes /etc/docker/key.json and a "docker" parent cgroup per hierarchy
+  [ -e /etc/docker/key.json ] && rm -f "$STATE/no-key-json" || touch "$STATE/no-key-json"
+  ls -d /sys/fs/cgroup/*/docker /sys/fs/cgroup/docker 2>/dev/null >"$STATE/cgroups.before" || true
   links >"$STATE/links.before"
   start=$(date +%s)
   wrapper=""
-  if kind_capbnd_lacks_sys_resource; then
+  # CROSSFED_KIND_CAP_PROBE_ONLY=1 skips the CapBnd reading and relies on the privileged probe.
+  if [ -z "${CROSSFED_KIND_CAP_PROBE_ONLY:-}" ] && kind_capbnd_lacks_sys_resource; then
     wrapper=1; reason="CapBnd $(awk '/^CapBnd:/ { print $2 }' /proc/self/status) lacks CAP_SYS_RESOURCE"
     start_dockerd 1
   else
@@ -178,6 +182,14 @@ down)
   for pid in $(pgrep -f "containerd-shim" || true); do
     if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$EXEC_ROOT"; then kill "$pid" 2>/dev/null || true; fi
   done
+  if [ -e "$STATE/cgroups.before" ]; then
+    for d in /sys/fs/cgroup/*/docker /sys/fs/cgroup/docker; do
+      [ -d "$d" ] || continue
+      grep -qxF "$d" "$STATE/cgroups.before" || rmdir "$d" 2>/dev/null || true
+    done
+    rm -f "$STATE/cgroups.before"
+  fi
+  if [ -e "$STATE/no-key-json" ]; then rm -f /etc/docker/key.json "$STATE/no-key-json"; fi
   if [ -e "$STATE/no-lib-modules" ]; then rmdir /lib/modules 2>/dev/null || true; rm -f "$STATE/no-lib-modules"; fi
   # hostnet.before (for `check`) and dockerd.log stay; the data root is the cache, kept.
   rm -rf "$EXEC_ROOT" "$SOCK" "$STATE/bin" "$STATE/env" "$STATE/runtime" "$STATE/captest.out" \
@@ -186,8 +198,11 @@ down)
   ;;
 check)
   [ -e "$STATE/hostnet.before" ] || kind_die "no record from up in $STATE"
-  if diff <(cat "$STATE/hostnet.before") <(host_net_state) >&2; then
-    kind_log "host iptables and ip_forward unchanged"
+  # CROSSFED_KIND_CHECK_IGNORE=REGEX leaves out lines that others change meanwhile (e.g. the
+  # microcluster's "CNI-" chains on a shared machine); the default compares everything.
+  ign="${CROSSFED_KIND_CHECK_IGNORE:-^\$^}"
+  if diff <(grep -Ev -- "$ign" "$STATE/hostnet.before") <(host_net_state | grep -Ev -- "$ign") >&2; then
+    kind_log "host iptables and ip_forward unchanged${CROSSFED_KIND_CHECK_IGNORE:+ (ignoring /$CROSSFED_KIND_CHECK_IGNORE/)}"
   else
     kind_die "host iptables or ip_forward changed since up (diff above)"
   fi
