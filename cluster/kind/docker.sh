@@ -163,6 +163,7 @@ down)
     # shellcheck disable=SC2086
     [ -z "$ids" ] || "$DOCKER" rm -f -v $ids >/dev/null 2>&1 || true
     "$DOCKER" network prune -f >/dev/null 2>&1 || true
+    "$DOCKER" volume prune -f >/dev/null 2>&1 || true
     stop_dockerd
   fi
   # Interfaces dockerd made (bridges of its networks, stray veths) that `up` did not find.

@@ -104,7 +104,8 @@ kind_scrub() {
   rm -f "$root/etc/apt/sources.list" "$root"/etc/apt/sources.list.d/* "$root/var/log/bootstrap.log"
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
     "$root"/var/log/apt/* "$root"/var/lib/apt/extended_states \
-    "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/lintian"
+    "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/lintian" \
+    "$root/usr/lib/dpkg/methods/apt/setup"  # dselect's apt method: its example names the archive
   mkdir -p "$root/var/lib/apt/lists/partial"
   : >"$root/etc/apt/sources.list"
   local args=()

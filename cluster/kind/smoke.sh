@@ -34,8 +34,9 @@ trap down EXIT
 # shellcheck disable=SC1091
 . "$STATE/docker/env"
 s=$(t); KIND="$(bash "$KIND_HERE/kind-binary.sh")"; fig "kind-binary.sh" "$(since "$s")"
-s=$(t); BIN="$(bash "$KIND_HERE/build-kubernetes-extra.sh")"; fig "build-kubernetes-extra.sh" "$(since "$s")"
-s=$(t); IMAGE="$(bash "$KIND_HERE/build-images.sh" "$STATE/docker")"; fig "build-images.sh" "$(since "$s")"
+# build-images.sh runs build-kubernetes-extra.sh itself, with the debootstraps alongside
+s=$(t); IMAGE="$(bash "$KIND_HERE/build-images.sh" "$STATE/docker")"; fig "build-images.sh (with the Kubernetes build)" "$(since "$s")"
+BIN="$(bash "$KIND_HERE/build-kubernetes-extra.sh")"
 
 cat >"$STATE/kind.yaml" <<YAML
 kind: Cluster
