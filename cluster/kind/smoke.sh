@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End to end, with timings: dockerd (docker.sh), the kind binary, the Kubernetes build, the
 # images, then `kind create cluster` from the local node image with the default CNI disabled, a
-# pod that runs to completion and reads its projected token, `kind delete cluster`,
+# pod that runs to completion and reads a projected service-account token (iss and kid shown;
+# with CROSSFED_KIND_CROSSFED_CONFIG=1 the config is crossfed's kind_config() and they must be
+# crossfed's issuer and key id), `kind delete cluster`,
 # `docker.sh down`, and the host's iptables compared with what `up` found.
 # Usage: cluster/kind/smoke.sh [STATE_DIR]   (default: a new temporary directory)
 #   CROSSFED_KIND_KEEP=1 keeps the cluster and dockerd; CROSSFED_KIND_LOAD=TAR also times
@@ -38,7 +40,31 @@ s=$(t); KIND="$(bash "$KIND_HERE/kind-binary.sh")"; fig "kind-binary.sh" "$(sinc
 s=$(t); IMAGE="$(bash "$KIND_HERE/build-images.sh" "$STATE/docker")"; fig "build-images.sh (with the Kubernetes build)" "$(since "$s")"
 BIN="$(bash "$KIND_HERE/build-kubernetes-extra.sh")"
 
-cat >"$STATE/kind.yaml" <<YAML
+EXPECT=""
+if [ -n "${CROSSFED_KIND_CROSSFED_CONFIG:-}" ]; then
+  # crossfed's own kind_config(): a fresh key pair mounted, the API server signing with it under
+  # a crossfed issuer URL; plus disableDefaultCNI, which kind_config() does not set yet.
+  EXPECT="$(cd "$KIND_HERE/../.." && python3 - "$STATE" "$NAME" "$IMAGE" <<'PY'
+import sys
+from pathlib import Path
+
+from crossfed.cluster.kind import kind_config, render
+from crossfed.issuer.keys import SigningKey
+
+state, name, image = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+key = SigningKey.generate()
+private, public = key.write(state / "issuer")
+issuer = "https://127.0.0.1:8443/crossfed-smoke"
+config = kind_config(name, private, public, issuer, issuer + "/openid/v1/jwks", [issuer],
+                     node_image=image)
+config["networking"]["disableDefaultCNI"] = True
+(state / "kind.yaml").write_text(render(config))
+print(issuer, key.kid)
+PY
+)"
+  kind_log "crossfed kind_config(): expecting iss and kid $EXPECT"
+else
+  cat >"$STATE/kind.yaml" <<YAML
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 networking:
@@ -46,6 +72,7 @@ networking:
 nodes:
 - role: control-plane
 YAML
+fi
 export KUBECONFIG="$STATE/kubeconfig"
 "$KIND" delete cluster --name "$NAME" >/dev/null 2>&1 || true
 s=$(t)
@@ -69,7 +96,12 @@ spec:
   - name: smoke
     image: $POD_IMAGE
     imagePullPolicy: Never
-    command: ["sh", "-c", "echo pod-ip \$(hostname -i); head -c 40 /var/run/secrets/kubernetes.io/serviceaccount/token; echo; echo ok"]
+    command: ["sh", "-c", "echo pod-ip \$(hostname -i); echo token \$(cat /var/run/crossfed/token); echo ok"]
+    volumeMounts: [{name: projected, mountPath: /var/run/crossfed}]
+  volumes:
+  - name: projected
+    projected:
+      sources: [{serviceAccountToken: {path: token, expirationSeconds: 3600}}]
 YAML
 for _ in $(seq 180); do
   phase="$("${K[@]}" get pod smoke -o jsonpath='{.status.phase}' 2>/dev/null || true)"
@@ -77,7 +109,19 @@ for _ in $(seq 180); do
   sleep 1
 done
 fig "pod created -> $phase" "$(since "$s")"
-"${K[@]}" logs smoke >&2 || true
+"${K[@]}" logs smoke >"$STATE/pod.log" 2>&1 || true
+grep -v '^token ' "$STATE/pod.log" >&2 || true
+# the token's header kid and payload iss (no signature check here: that is the verifiers' job)
+CLAIMS="$(awk '/^token / { print $2 }' "$STATE/pod.log" | python3 -c '
+import base64, json, sys
+parts = sys.stdin.read().strip().split(".")
+dec = [json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in parts[:2]]
+print(dec[1].get("iss"), dec[0].get("kid"))')"
+kind_log "pod token: iss and kid $CLAIMS"
+if [ -n "$EXPECT" ]; then
+  [ "$CLAIMS" = "$EXPECT" ] || kind_die "token iss/kid $CLAIMS, expected $EXPECT"
+  fig "token signed with crossfed's key and issuer (kind_config)" 0
+fi
 "${K[@]}" get pods -A -o wide >&2 || true
 [ "$phase" = Succeeded ] || kind_die "the pod ended $phase"
 if [ -n "${CROSSFED_KIND_LOAD:-}" ]; then
