@@ -63,10 +63,6 @@ def diagnose_azure(arm: Any, token: str, account: ServiceAccountRef, identity: s
     return checks
 
 
-def failed_names(checks: list[Check]) -> set[str]:
-    return {c.name for c in checks if c.status == "FAIL"}
-
-
 def render(checks: list[Check]) -> str:
     lines = []
     for check in checks:

@@ -28,7 +28,7 @@ from crossfed.cloud import attempt, diagnosis
 from crossfed.cloud.accounts import AwsCloud, AzureCloud, CloudSetupError
 from crossfed.cloud.clusters import CloudCluster, attach
 from crossfed.cloud.issuers import CloudIssuers
-from crossfed.cloud.judging import Judgement, aws_problems, azure_problems, judge, succeeded_steps
+from crossfed.cloud.judging import Judgement, judge, succeeded_steps
 from crossfed.cloud.options import CloudSettings
 from crossfed.cloud.records import cross_check
 from crossfed.cloud.tags import CloudTags
@@ -38,7 +38,12 @@ from crossfed.issuer.variants import token_for
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, isolate
 from crossfed.redact import scrub_text
 from crossfed.scenario import ScenarioRun, workloads
-from crossfed.verdict import VerdictError, expectation
+from crossfed.verdict import (
+    VerdictError,
+    aws_outcome_problems,
+    azure_outcome_problems,
+    expectation,
+)
 from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, SdkTargets, run_probe
 
 log = logging.getLogger("crossfed.cloud")
@@ -89,6 +94,8 @@ class CloudTier:
     clusters: dict[str, CloudCluster] = field(default_factory=dict)
     teardown: Teardown = field(default_factory=Teardown)
     problems: dict[str, str] = field(default_factory=dict)  # cloud -> why it cannot run
+    _iam: Any = field(default=None, repr=False)
+    _arm: Any = field(default=None, repr=False)
 
     @classmethod
     def start(cls, settings: CloudSettings, run_id: str, state_dir: Path,
@@ -122,13 +129,30 @@ class CloudTier:
                                        tags=self.tags.as_dict())
         provisioner.ensure_resource_group(self.teardown)
 
+    def read_only_iam(self) -> Any:
+        """IAM for the diagnosis, made once a session (its reads only)."""
+        if self._iam is None:
+            assert self.aws is not None
+            self._iam = diagnosis.read_only_iam(self.aws.session, self.aws.region)
+        return self._iam
+
+    def read_only_arm(self) -> Any:
+        """ARM for the diagnosis (the doctor's GET-only clients), made once a session."""
+        if self._arm is None:
+            from crossfed.doctor.azure import arm_clients
+
+            assert self.azure is not None
+            self._arm = arm_clients(self.azure.cloud, self.azure.subscription,
+                                    self.azure.ca_bundle)
+        return self._arm
+
     def cloud_problem(self, cloud: str) -> str | None:
         return self.problems.get(cloud)
 
     def cluster_for(self, cloud: str) -> CloudCluster:
         context = self.settings.context_for(cloud)
         assert context is not None
-        key = f"{context}"
+        key = context
         if key in self.problems:
             raise CloudSetupError(self.problems[key])
         if key not in self.clusters:
@@ -226,7 +250,7 @@ class CloudScenarios:
         from crossfed.aws.trust_policy_templates import provider_key
 
         assert self.tier.aws is not None
-        iam = diagnosis.read_only_iam(self.tier.aws.session, self.tier.aws.region)
+        iam = self.tier.read_only_iam()
         wanted = provider_key(issuer_url)
         for entry in iam.list_open_id_connect_providers().get("OpenIDConnectProviderList", []):
             if entry["Arn"].split("oidc-provider/", 1)[-1] == wanted:
@@ -416,14 +440,16 @@ class _Workload:
         plan = self.plan
         rbac = False
         if self.aws is not None:
-            applied = self.env_run_applied()
-            problems = aws_problems(plan, report, applied.role_name, applied.account_id,
-                                    applied.object_key, ("boto3",) if quick else ("boto3", "cli"))
+            applied = self.scenario.applied
+            clients = ("boto3",) if quick else ("boto3", "cli")
+            problems = aws_outcome_problems(plan, report, applied.role_name,
+                                            applied.account_id, applied.object_key, clients)
         else:
-            applied_az = self.env_run_applied_azure()
+            applied_az = self.scenario.applied_azure
             rbac = bool(getattr(applied_az, "rbac", False))
-            problems = azure_problems(plan, report, applied_az.secret_sha256,
-                                      ("workload",) if quick else ("workload", "default"))
+            credentials = ("workload",) if quick else ("workload", "default")
+            problems = azure_outcome_problems(plan, report, applied_az.secret_sha256,
+                                              credentials)
         return judge(plan, report, problems, lambda: self.cached_diagnosis(report), rbac,
                      lagging=self.lagging())
 
@@ -456,12 +482,6 @@ class _Workload:
         self._cached = (signature, now, checks)
         return checks
 
-    def env_run_applied(self) -> Any:
-        return self.scenario.applied
-
-    def env_run_applied_azure(self) -> Any:
-        return self.scenario.applied_azure
-
     def diagnose(self, report: dict[str, Any]) -> list[Any]:
         assert self.token is not None
         from crossfed.jwt_view import MalformedJwt, parse
@@ -473,8 +493,8 @@ class _Workload:
         if self.aws is not None:
             aws = self.tier.aws
             assert aws is not None
-            applied = self.env_run_applied()
-            iam = diagnosis.read_only_iam(aws.session, aws.region)
+            applied = self.scenario.applied
+            iam = self.tier.read_only_iam()
             checks = diagnosis.diagnose_aws(iam, applied.role_arn, applied.role_name,
                                             self.plan.workload, self.token,
                                             os.environ.get("AWS_CA_BUNDLE") or None,
@@ -482,8 +502,8 @@ class _Workload:
             return diagnosis.presented(report, "AWS_WEB_IDENTITY_TOKEN_FILE", used) + checks
         azure = self.tier.azure
         assert azure is not None and self.azure is not None
-        applied_az = self.env_run_applied_azure()
-        arm = self.tier_arm()
+        applied_az = self.scenario.applied_azure
+        arm = self.tier.read_only_arm()
         told_known = self.azure.client_id == applied_az.client_id
         identity = f"{azure.resource_group}/{applied_az.identity_name}" if told_known else None
         checks = diagnosis.diagnose_azure(
@@ -491,13 +511,6 @@ class _Workload:
             self.azure.tenant_id, azure.tenant_id, azure.ca_bundle, applied_az.vault_url,
             applied_az.secret_name, self._secret_client(applied_az.vault_url))
         return diagnosis.presented(report, "AZURE_FEDERATED_TOKEN_FILE", used) + checks
-
-    def tier_arm(self) -> Any:
-        from crossfed.doctor.azure import arm_clients
-
-        azure = self.tier.azure
-        assert azure is not None
-        return arm_clients(azure.cloud, azure.subscription, azure.ca_bundle)
 
     def _secret_client(self, vault_url: str) -> Any:
         from azure.keyvault.secrets import SecretClient

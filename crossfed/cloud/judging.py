@@ -13,7 +13,6 @@ from typing import Any
 from crossfed.cloud.diagnosis import AWS_LIST_CHECKS, AZURE_SECRET_CHECKS
 from crossfed.doctor.report import Check
 from crossfed.plan import FederationPlan
-from crossfed.verdict import aws_outcome_problems, azure_outcome_problems
 
 # On an RBAC vault the local tier's "access_policy" is a role assignment.
 RBAC_NAMES = {"access_policy": "role_assignment"}
@@ -56,10 +55,6 @@ def refusals(report: dict[str, Any]) -> dict[str, set[str]]:
                 steps.setdefault(step, set()).add(str(result.get(key, {}).get("error_code")))
                 break
     return steps
-
-
-def refused_steps(report: dict[str, Any]) -> set[str]:
-    return set(refusals(report))
 
 
 def succeeded_steps(report: dict[str, Any]) -> set[str]:
@@ -133,13 +128,3 @@ def judge(plan: FederationPlan, report: dict[str, Any], problems: list[str],
                                        f"check '{expected}', it fails {sorted(explained)}"],
                          checks, why="explained by another check")
     return Judgement(True, True, [], checks, why=f"explained by {', '.join(sorted(explained))}")
-
-
-def aws_problems(plan: FederationPlan, report: dict[str, Any], role_name: str,
-                 account_id: str, object_key: str, clients: tuple[str, ...]) -> list[str]:
-    return aws_outcome_problems(plan, report, role_name, account_id, object_key, clients)
-
-
-def azure_problems(plan: FederationPlan, report: dict[str, Any], secret_sha256: str,
-                   credentials: tuple[str, ...]) -> list[str]:
-    return azure_outcome_problems(plan, report, secret_sha256, credentials)
