@@ -35,7 +35,7 @@ RENAMED = {
 ALIASES = {"--kubeconfig": "--crossfed-kubeconfig"}
 ENV_VARS = ("CROSSFED_KUBECONFIG", "CROSSFED_ISSUER_KEY", "CROSSFED_ISSUER_PORT",
             "CROSSFED_ISSUER_URL", "CROSSFED_ISSUER_CA", "CROSSFED_STANDIN_HOST",
-            "CROSSFED_NODE", "CROSSFED_PROBE_IMAGE")
+            "CROSSFED_NODE", "CROSSFED_PROBE_IMAGE", "CROSSFED_KIND_NODE_IMAGE")
 DEPRECATIONS = pytest.StashKey["list[str]"]()
 _OPTION_DESTS: list[tuple[str, Any]] = []  # (dest, default) of every crossfed option
 
@@ -90,6 +90,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--crossfed-keep-cluster", action="store_true", default=False,
         help="do not delete the kind cluster at the end, even if this run created it "
              "(was --keep-cluster)")
+    add("--kind-node-image", default=_env("CROSSFED_KIND_NODE_IMAGE"),
+        help="node image for a cluster the kind environment creates: a local one (e.g. from "
+             "cluster/kind/build-images.sh, no registry needed); default: the kind release's "
+             "pinned kindest/node [env CROSSFED_KIND_NODE_IMAGE]")
+    add("--kind-disable-default-cni", action="store_true",
+        default=bool(_env("CROSSFED_KIND_DISABLE_DEFAULT_CNI")),
+        help="create the kind cluster with networking.disableDefaultCNI (automatic when the "
+             "node image's label io.crossfed.kind.default-cni says none) "
+             "[env CROSSFED_KIND_DISABLE_DEFAULT_CNI]")
+    add("--crossfed-probe-image-archive", default=_env("CROSSFED_PROBE_IMAGE_ARCHIVE"),
+        help="docker-archive tar of the probe image to kind load instead of building "
+             "probe.Dockerfile (cluster/build-probe-image.sh makes one without a registry) "
+             "[env CROSSFED_PROBE_IMAGE_ARCHIVE]")
     add("--crossfed-probe-dockerfile", default=None,
         help="Dockerfile of the probe image the kind environment builds (default: the one "
              "shipped in the package; its build context is the probe's sources)")

@@ -242,7 +242,11 @@ def kind_settings(config: pytest.Config, run_token: str | None = None) -> KindSe
     from crossfed.environments.kind import DEFAULT_DOCKERFILE, KindSettings
 
     dockerfile = config.getoption("--crossfed-probe-dockerfile")
+    archive = config.getoption("--crossfed-probe-image-archive")
     return KindSettings(name=config.getoption("--kind-cluster-name"),
+                        node_image=config.getoption("--kind-node-image"),
+                        disable_default_cni=config.getoption("--kind-disable-default-cni") or None,
+                        probe_archive=Path(archive) if archive else None,
                         webhooks=config.getoption("--crossfed-webhooks") or "real",
                         keep=config.getoption("--crossfed-keep-cluster"),
                         probe_image=config.getoption("--crossfed-probe-image"),

@@ -10,7 +10,8 @@
 #     kubelet, kubectl; crossfed's own entrypoint (cluster/kind/node/crossfed-entrypoint); a
 #     containerd config with restrict_oom_score_adj and, when docker.sh registered the runc
 #     wrapper, cluster/kind/crossfed-runc as runc's BinaryName; a static bridge/host-local/portmap
-#     CNI conflist (use it with networking.disableDefaultCNI: true); /kind/version; the
+#     CNI conflist (use it with networking.disableDefaultCNI: true; the image's label
+#     io.crossfed.kind.default-cni=none tells crossfed's kind environment so); /kind/version; the
 #     control-plane images pre-imported into its containerd (k8s.io namespace, not unpacked).
 # Every root filesystem is scrubbed of the archive host names debootstrap writes.
 # Cached by a hash of the inputs: $KIND_CACHE/images-<hash>/ (tars) and the tag
@@ -201,7 +202,8 @@ cat >"$WORK/node-spec.json" <<EOF
  "images": [{"ref": "$NODE_REF", "layers": ["node"],
              "entrypoint": ["/usr/local/bin/crossfed-entrypoint"],
              "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=docker"],
-             "stop_signal": "SIGRTMIN+3"}]}
+             "stop_signal": "SIGRTMIN+3",
+             "labels": {"io.crossfed.kind.default-cni": "none"}}]}
 EOF
 python3 "$KIND_HERE/pack_images.py" "$WORK/node-spec.json" "$OUT/node.tar" >"$OUT/node.txt"
 docker load -q -i "$OUT/node.tar" >&2

@@ -56,7 +56,10 @@ start_dockerd() {  # [RUNTIME_WRAPPER]
   fi
   rm -f "$SOCK"
   # --bridge=none: no docker0; kind makes its own network. No iptables, forwarding or masquerade.
-  nohup dockerd --data-root "$DATA_ROOT" --exec-root "$EXEC_ROOT" --pidfile "$PIDFILE" \
+  # No registry either: pulls (a `docker build` FROM an image not here) go to a closed loopback
+  # port and fail at once instead of leaving the machine. CROSSFED_KIND_DOCKER_PROXY: a real one.
+  local proxy="${CROSSFED_KIND_DOCKER_PROXY:-http://127.0.0.1:9}"
+  HTTP_PROXY="$proxy" HTTPS_PROXY="$proxy" NO_PROXY="" nohup dockerd --data-root "$DATA_ROOT" --exec-root "$EXEC_ROOT" --pidfile "$PIDFILE" \
     --host "unix://$SOCK" --bridge=none --iptables=false --ip-forward=false \
     --ip-masq=false --userland-proxy=true --storage-driver=overlay2 "${extra[@]}" \
     >>"$STATE/dockerd.log" 2>&1 </dev/null &

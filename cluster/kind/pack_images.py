@@ -5,7 +5,8 @@ Usage: python3 pack_images.py SPEC.json OUT.tar
 
 SPEC: {"layers": {"NAME": "/root/fs/dir", ...},
        "images": [{"ref": "repo:tag", "layers": ["NAME", ...], "entrypoint": [...],
-                   "cmd": [...], "env": ["K=V"], "workdir": "/", "stop_signal": "SIGTERM"}]}
+                   "cmd": [...], "env": ["K=V"], "workdir": "/", "stop_signal": "SIGTERM",
+                   "labels": {"key": "value"}}]}
 Each layer directory is packed once with GNU tar (numeric owners), so images naming the same
 layer share it (one copy in a content store). Prints one "ref sha256:<config digest>" per image.
 """
@@ -63,6 +64,7 @@ def pack(spec: dict, out: Path) -> list[tuple[str, str]]:
                 ("entrypoint", "Entrypoint"),
                 ("cmd", "Cmd"),
                 ("stop_signal", "StopSignal"),
+                ("labels", "Labels"),
             ):
                 if key in image:
                     config[field] = image[key]

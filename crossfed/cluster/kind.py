@@ -115,12 +115,15 @@ def kind_config(name: str, signing_key_path: Path | str, signing_public_key_path
                 issuer_url: str, jwks_uri: str, api_audiences: Sequence[str],
                 extra_mounts: Sequence[Mapping[str, Any]] = (), *,
                 node_image: str | None = None, key_dir: str = PKI_DIR,
-                api_server_address: str = "127.0.0.1") -> dict[str, Any]:
+                api_server_address: str = "127.0.0.1",
+                disable_default_cni: bool = False) -> dict[str, Any]:
     """A v1alpha4 Cluster config: our key pair mounted and kube-apiserver pointed at it.
 
     `api_audiences` becomes --api-audiences (comma-joined): the audiences the API server itself
     accepts; kube-apiserver's own default is the issuer, so include `issuer_url` unless you
     mean otherwise. `node_image` None lets kind use its release's digest-pinned default.
+    `disable_default_cni`: for a node image without kindnet (crossfed's local build brings a
+    static bridge config instead), so kind does not apply a CNI manifest it cannot run.
     """
     if not NAME_PATTERN.match(name):
         raise ValueError(f"kind cluster name {name!r} must match {NAME_PATTERN.pattern}")
@@ -169,7 +172,8 @@ def kind_config(name: str, signing_key_path: Path | str, signing_public_key_path
         "kind": "Cluster",
         "apiVersion": API_VERSION,
         "name": name,
-        "networking": {"apiServerAddress": api_server_address},
+        "networking": {"apiServerAddress": api_server_address,
+                       **({"disableDefaultCNI": True} if disable_default_cni else {})},
         "nodes": [node],
         "kubeadmConfigPatches": [yaml.safe_dump(patch, sort_keys=False)],
     }

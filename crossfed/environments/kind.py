@@ -28,10 +28,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,6 +42,12 @@ from filelock import FileLock
 from crossfed.cleanup import Teardown
 from crossfed.cluster.kind import KindCluster, kind_config, network_gateway
 from crossfed.cluster.tools import Runner, Tools, default_cache_dir, run_command
+from crossfed.environments.kind_probe import (  # noqa: F401 (DEFAULT_DOCKERFILE: a setting)
+    DEFAULT_DOCKERFILE,
+    ProbeImage,
+    ProbeImageError,
+    probe_context,
+)
 from crossfed.environments.kubeconfig import KubeconfigOptions
 from crossfed.https_server import LOOPBACK
 from crossfed.issuer.issuer import JWKS_PATH
@@ -57,11 +61,6 @@ from crossfed.workload.pod import PodSettings
 log = logging.getLogger("crossfed")
 T = TypeVar("T")
 
-# Both ship in the package, so that the kind environment works from a plain `pip install`.
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOCKERFILE = PACKAGE_ROOT / "cluster" / "probe.Dockerfile"
-PROBE_SOURCES = PACKAGE_ROOT / "probe"
-SOURCES_LABEL = "crossfed.probe.sources"
 WEBHOOK_MODES = ("real", "reference")
 WAIT_FOR_CONTROL_PLANE = "3m"
 # What each real webhook's MutatingWebhookConfiguration must look like once installed, found
@@ -72,23 +71,6 @@ EXPECTED_WEBHOOKS: tuple[tuple[str, dict[str, Any]], ...] = (
                                         charts.EKS_ADMISSION_REVIEW_VERSIONS}),
     (charts.AZWI_NAMESPACE, {"failure_policy": "Fail"}),
 )
-
-
-@contextmanager
-def probe_context(given: Path | None = None) -> Iterator[Path]:
-    """The probe image's build context: `given`, or a temporary folder holding only what the
-    pods run (crossfed/__init__.py empty, crossfed/probe/*.py), taken from the installed package
-    so that it works wherever crossfed is installed (probe.Dockerfile copies `crossfed/`)."""
-    if given is not None:
-        yield Path(given)
-        return
-    with tempfile.TemporaryDirectory(prefix="crossfed-probe-context-") as folder:
-        package = Path(folder) / "crossfed"
-        (package / "probe").mkdir(parents=True)
-        (package / "__init__.py").write_text("")
-        for source in sorted(PROBE_SOURCES.glob("*.py")):
-            shutil.copy2(source, package / "probe" / source.name)
-        yield Path(folder)
 
 
 class KindSetupError(RuntimeError):
@@ -127,6 +109,10 @@ class KindSettings:
     # None: a context holding only the probe's sources, as crossfed/probe/*.py (probe_context)
     build_context: Path | None = None
     node_image: str | None = None  # None: the kind release's own pinned default
+    # None: disabled when the node image says it has no default CNI (NO_DEFAULT_CNI_LABEL)
+    disable_default_cni: bool | None = None
+    # A docker-archive tar of the probe image, loaded as it is instead of building one
+    probe_archive: Path | None = None
     # pytest-xdist: the controller's run, which deletes the cluster once every worker is done
     run_token: str | None = None
     webhook_checks: int = 40  # polls (3 s apart) for the caBundle to be injected
@@ -138,6 +124,11 @@ class KindSettings:
     @property
     def directory(self) -> Path:
         return Path(self.state_dir) if self.state_dir else default_state_dir(self.name)
+
+
+# Set by cluster/kind/build-images.sh on its node image, which has no kindnet but a static
+# bridge CNI config of its own: kind must then not apply its default CNI manifest.
+NO_DEFAULT_CNI_LABEL = "io.crossfed.kind.default-cni"
 
 
 def _free_port() -> int:
@@ -291,7 +282,8 @@ class KindEnvironment:
         config = kind_config(name, state.key_path, state.public_key_path, state.issuer_url,
                              state.issuer_url + JWKS_PATH,
                              [state.issuer_url, STS_AUDIENCE, AZURE_AUDIENCE],
-                             node_image=self.settings.node_image)
+                             node_image=self.settings.node_image,
+                             disable_default_cni=self._disable_default_cni())
         log.info("crossfed kind: creating cluster %s, or reusing it (creating takes a minute "
                  "or two)", name)
         cluster = KindCluster.create_or_reuse(
@@ -306,6 +298,26 @@ class KindEnvironment:
         else:
             log.info("crossfed kind: reusing cluster %s (not deleted at the end)", name)
         return cluster
+
+    def _disable_default_cni(self) -> bool:
+        """The setting, else what the node image's label says (kind's own images have none)."""
+        if self.settings.disable_default_cni is not None:
+            return self.settings.disable_default_cni
+        image = self.settings.node_image
+        if not image:
+            return False
+        result = self.runner([str(self.tools.docker), "image", "inspect", "--format",
+                              "{{json .Config.Labels}}", image], timeout=60)
+        if result.returncode != 0:
+            raise KindSetupError(f"node image {image} is not in docker's image store "
+                                 "(docker image inspect failed): build or load it first, e.g. "
+                                 "cluster/kind/build-images.sh, or drop --kind-node-image")
+        labels = json.loads(result.stdout or "null") or {}
+        if labels.get(NO_DEFAULT_CNI_LABEL) == "none":
+            log.info("crossfed kind: node image %s has no default CNI (label %s=none): "
+                     "creating the cluster with disableDefaultCNI", image, NO_DEFAULT_CNI_LABEL)
+            return True
+        return False
 
     def _release(self, cluster: KindCluster) -> None:
         """Tear-down of a cluster this run created: deleted unless kept or xdist's to delete."""
@@ -333,57 +345,30 @@ class KindEnvironment:
                 f"{name}) or pass another --kind-cluster-name")
 
     def _load_probe_image(self) -> None:
-        image = self.settings.probe_image
-        image_id = self._probe_image_id()
-        node = self._node_id()
-        if self._marks(node).get("image") == image_id:
-            log.info("crossfed kind: probe image %s already loaded", image)
-            return
-        archive = self.directory / "probe-image.tar"
-        log.info("crossfed kind: loading probe image %s into the cluster", image)
-        self._run([str(self.tools.docker), "save", "--output", str(archive), image],
-                  "docker save of the probe image", timeout=600)
+        settings = self.settings
+        probe = ProbeImage(settings.probe_image, settings.dockerfile, settings.build_context,
+                           settings.probe_archive, self.tools.docker, self._run, self.runner)
         try:
-            assert self.cluster is not None
-            self.cluster.load_image(archive)
-        finally:
-            archive.unlink(missing_ok=True)
-        self._mark(node, image=image_id)
-
-    def _probe_image_id(self) -> str:
-        """The probe image's id; built when missing or built from other probe sources."""
-        image, fingerprint = self.settings.probe_image, self._probe_fingerprint()
-        found = self._image(image)
-        if found and found[1] == fingerprint:
-            log.info("crossfed kind: probe image %s is up to date", image)
-            return found[0]
-        log.info("crossfed kind: building probe image %s from %s (a few minutes the first "
-                 "time)", image, self.settings.dockerfile)
-        with probe_context(self.settings.build_context) as context:
-            self._run([str(self.tools.docker), "build", "--file", str(self.settings.dockerfile),
-                       "--tag", image, "--label", f"{SOURCES_LABEL}={fingerprint}",
-                       str(context)], "docker build of the probe image", timeout=1800)
-        found = self._image(image)
-        if found is None:
-            raise KindSetupError(f"docker build succeeded but image {image} is not there")
-        return found[0]
-
-    def _probe_fingerprint(self) -> str:
-        """Dockerfile + the probe's sources: what the pods run (the rest is the harness's)."""
-        digest = hashlib.sha256(Path(self.settings.dockerfile).read_bytes())
-        for source in sorted(PROBE_SOURCES.glob("*.py")):
-            digest.update(source.name.encode() + b"\0" + source.read_bytes())
-        return digest.hexdigest()[:16]
-
-    def _image(self, image: str) -> tuple[str, str] | None:
-        """(id, sources label) of a local image, or None when docker has no such image."""
-        result = self.runner([str(self.tools.docker), "image", "inspect", "--format",
-                              "{{.Id}} {{index .Config.Labels \"" + SOURCES_LABEL + "\"}}",
-                              image], timeout=60)
-        if result.returncode != 0:
-            return None
-        image_id, _, label = (result.stdout or "").strip().partition(" ")
-        return image_id, label
+            source = probe.source()
+        except ProbeImageError as exc:
+            raise KindSetupError(f"crossfed kind: {exc}") from exc
+        node = self._node_id()
+        if self._marks(node).get("image") == source.mark:
+            log.info("crossfed kind: probe image %s already loaded", settings.probe_image)
+            return
+        assert self.cluster is not None
+        log.info("crossfed kind: loading probe image %s into the cluster", settings.probe_image)
+        if source.archive is not None:
+            self.cluster.load_image(source.archive)
+        else:
+            archive = self.directory / "probe-image.tar"
+            self._run([str(self.tools.docker), "save", "--output", str(archive),
+                       settings.probe_image], "docker save of the probe image", timeout=600)
+            try:
+                self.cluster.load_image(archive)
+            finally:
+                archive.unlink(missing_ok=True)
+        self._mark(node, image=source.mark)
 
     def _node_id(self) -> str:
         """The control-plane container's id: a recreated cluster has another, so marks reset."""
