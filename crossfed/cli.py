@@ -322,10 +322,11 @@ def _older_than(args: argparse.Namespace, bare_unit: str) -> Any:
 
 def sweep(args: argparse.Namespace) -> int:
     clouds = args.aws or args.azure
-    if not (args.kubeconfig or args.local_state or clouds):
+    if not (args.kubeconfig or args.local_state or clouds or args.kind):
         raise CliError("say what to sweep: --kubeconfig K (a cluster's leftovers; env "
-                       "CROSSFED_KUBECONFIG), --local-state (this machine's run dirs), --aws "
-                       "and/or --azure (a cloud account's objects)")
+                       "CROSSFED_KUBECONFIG), --local-state (this machine's run dirs), --kind "
+                       "(kind clusters of killed runs), --aws and/or --azure (a cloud "
+                       "account's objects)")
     # A bare number is minutes for the cluster and local state (as before), hours for clouds.
     if args.kubeconfig or args.local_state:
         args.older_than_minutes = _older_than(args, "m").total_seconds() / 60
@@ -336,6 +337,8 @@ def sweep(args: argparse.Namespace) -> int:
                            "crossfed-created-at tag; e.g. 6h)")
         cloud_age = None if args.run_id else _older_than(args, "h")
     status = _sweep_local(args) if args.local_state else 0
+    if args.kind:
+        status = max(status, _sweep_kind(args))
     if args.kubeconfig:
         status = max(status, _sweep_cluster(args))
     if args.aws:
@@ -371,6 +374,36 @@ def _sweep_azure(args: argparse.Namespace, older_than: Any) -> int:
                                      sys.stdout, sys.stderr)
     except SweepUsageError as exc:
         raise CliError(f"--azure: {exc}") from exc
+    return 1 if failures else 0
+
+
+def _sweep_kind(args: argparse.Namespace) -> int:
+    """kind clusters whose creating run is gone (crossfed.cluster.kind_owner)."""
+    from crossfed.cluster.kind import KindError
+    from crossfed.cluster.kind_owner import delete_kind_leftovers, find_kind_leftovers
+    from crossfed.cluster.tools import ToolMissing, default_cache_dir, find_tool
+
+    try:
+        kind_bin = find_tool("kind", args.kind_bin, download=False)
+    except ToolMissing as exc:
+        raise CliError(f"--kind: {exc}") from exc
+    root = Path(args.kind_state_root) if args.kind_state_root else default_cache_dir() / "kind"
+    try:
+        leftovers, spared = find_kind_leftovers(root, kind_bin)
+    except KindError as exc:
+        raise CliError(f"--kind: {exc}; is Docker running (DOCKER_HOST)?") from exc
+    for line in spared:
+        print(f"crossfed sweep: kind: leaving {line}")
+    if not leftovers:
+        print("crossfed sweep: no kind cluster to delete")
+        return 0
+    if args.dry_run:
+        for leftover in leftovers:
+            print(f"would delete {leftover.describe()}")
+        return 0
+    failures = delete_kind_leftovers(leftovers, kind_bin)
+    for failure in failures:
+        print(f"crossfed sweep: could not delete {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -520,6 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="remove the run directories of runs no longer alive (under "
                             "$CROSSFED_RUNS_DIR, $XDG_RUNTIME_DIR/crossfed/runs or "
                             "~/.cache/crossfed/runs); a live run's is never touched")
+    clean.add_argument("--kind", action="store_true",
+                       help="delete the kind clusters whose creating crossfed run is gone "
+                            "(killed), as their creator records say; kept ones "
+                            "(--crossfed-keep-cluster), live runs' and others' are left")
+    clean.add_argument("--kind-bin", default=None, help="with --kind: the kind binary "
+                       "(default: kind on PATH)")
+    clean.add_argument("--kind-state-root", default=None, metavar="DIR",
+                       help="with --kind: where the clusters' state directories are "
+                            "(default ~/.cache/crossfed/tools/kind)")
     clean.add_argument("--aws", action="store_true",
                        help="the AWS account's roles and policies under /crossfed/, OIDC "
                             "providers and buckets tagged crossfed-run-id (boto3's default "

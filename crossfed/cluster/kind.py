@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -220,12 +220,14 @@ class KindCluster:
     def create_or_reuse(cls, name: str, config: Mapping[str, Any], kind_bin: Path | str,
                         lock_path: Path | str, *, config_path: Path | None = None,
                         runner: Runner = run_command, kubeconfig_path: Path | None = None,
-                        wait: str | None = None, create_timeout: float = 900) -> KindCluster:
+                        wait: str | None = None, create_timeout: float = 900,
+                        on_create: Callable[[], None] | None = None) -> KindCluster:
         """Reuse cluster `name` if kind lists it, else create it; one creator across processes.
 
         The config is written to `config_path` (default: next to the lock) only when creating.
         `kubeconfig_path` keeps kind away from $KUBECONFIG/~/.kube/config; `wait` is kind's
-        --wait (e.g. "3m"; kind's default is not to wait for the control plane).
+        --wait (e.g. "3m"; kind's default is not to wait for the control plane). `on_create`
+        runs, under the lock, right before `kind create` (to record who creates it).
         """
         if not NAME_PATTERN.match(name):
             raise ValueError(f"kind cluster name {name!r} must match {NAME_PATTERN.pattern}")
@@ -248,6 +250,8 @@ class KindCluster:
             if wait:
                 argv += ["--wait", wait]
             log.info("kind: creating cluster %s from %s", name, config_path)
+            if on_create is not None:
+                on_create()
             result = runner(argv, timeout=create_timeout)
             if result.returncode != 0:
                 raise KindError(argv, result)

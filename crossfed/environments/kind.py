@@ -41,6 +41,7 @@ from filelock import FileLock
 
 from crossfed.cleanup import Teardown
 from crossfed.cluster.kind import KindCluster, kind_config, network_gateway
+from crossfed.cluster.kind_owner import clear_creator, mark_kept, write_creator
 from crossfed.cluster.tools import Runner, Tools, default_cache_dir, run_command
 from crossfed.environments.kind_probe import (  # noqa: F401 (DEFAULT_DOCKERFILE: a setting)
     DEFAULT_DOCKERFILE,
@@ -286,10 +287,20 @@ class KindEnvironment:
                              disable_default_cni=self._disable_default_cni())
         log.info("crossfed kind: creating cluster %s, or reusing it (creating takes a minute "
                  "or two)", name)
-        cluster = KindCluster.create_or_reuse(
-            name, config, self.tools.kind, self.directory / "kind.lock",
-            config_path=self.directory / "kind-config.yaml", runner=self.runner,
-            kubeconfig_path=self.directory / "kubeconfig", wait=WAIT_FOR_CONTROL_PLANE)
+        # Under xdist the controller deletes the cluster: it is an owner too (for the sweep).
+        holder = os.getppid() if self.settings.run_token else None
+        try:
+            cluster = KindCluster.create_or_reuse(
+                name, config, self.tools.kind, self.directory / "kind.lock",
+                config_path=self.directory / "kind-config.yaml", runner=self.runner,
+                kubeconfig_path=self.directory / "kubeconfig", wait=WAIT_FOR_CONTROL_PLANE,
+                on_create=lambda: write_creator(self.directory, name, holder))
+        except BaseException:
+            # kind removes the nodes of a create that failed; a Ctrl-C mid-create is undone
+            # by the sweep, which needs the record, so only a clean failure clears it.
+            if not any(c == name for c in self._listed()):
+                clear_creator(self.directory)
+            raise
         if cluster.created:
             self._teardown.add(f"kind cluster {name}", lambda: self._release(cluster))
             if self.settings.run_token:
@@ -298,6 +309,12 @@ class KindEnvironment:
         else:
             log.info("crossfed kind: reusing cluster %s (not deleted at the end)", name)
         return cluster
+
+    def _listed(self) -> list[str]:
+        try:
+            return KindCluster.list_clusters(self.tools.kind, self.runner)
+        except Exception:  # noqa: BLE001 (kind itself failing: keep the record for the sweep)
+            return [self.settings.name]
 
     def _disable_default_cni(self) -> bool:
         """The setting, else what the node image's label says (kind's own images have none)."""
@@ -326,8 +343,10 @@ class KindEnvironment:
                      "worker is done", cluster.name)
             return
         if cluster.delete(only_if_created=True, keep=self.settings.keep):
+            clear_creator(self.directory)
             log.info("crossfed kind: deleted cluster %s", cluster.name)
         else:
+            mark_kept(self.directory)
             log.info("crossfed kind: kept cluster %s; `kind delete cluster --name %s` removes "
                      "it", cluster.name, cluster.name)
 
@@ -499,4 +518,8 @@ class XdistKindRun:
             return False
         cluster = KindCluster(self.settings.name, kind_bin, created=True, runner=runner,
                               kubeconfig_path=self.settings.directory / "kubeconfig")
-        return cluster.delete(keep=self.settings.keep)
+        if cluster.delete(keep=self.settings.keep):
+            clear_creator(self.settings.directory)
+            return True
+        mark_kept(self.settings.directory)
+        return False
