@@ -78,6 +78,17 @@ def test_rendered_config_parses_back_with_mounts_and_apiserver_args(key_pair) ->
         "extraArgs": {"service-account-private-key-file": "/etc/kubernetes/pki/sa.key"}}
 
 
+def test_disable_default_cni_goes_under_networking_with_the_api_server_address(key_pair) -> None:
+    parsed = yaml.safe_load(render(config_for(key_pair, disable_default_cni=True)))
+    assert parsed["networking"] == {"apiServerAddress": "127.0.0.1", "disableDefaultCNI": True}
+    assert "disableDefaultCNI: true" in render(config_for(key_pair, disable_default_cni=True))
+    custom = config_for(key_pair, disable_default_cni=True, api_server_address="0.0.0.0")
+    assert custom["networking"] == {"apiServerAddress": "0.0.0.0", "disableDefaultCNI": True}
+    for default in (config_for(key_pair), config_for(key_pair, disable_default_cni=False)):
+        assert "disableDefaultCNI" not in yaml.safe_load(render(default))["networking"]
+        assert "disableDefaultCNI" not in render(default)
+
+
 def test_render_writes_patches_as_literal_blocks(key_pair) -> None:
     text = render(config_for(key_pair))
     assert "kubeadmConfigPatches:\n- |\n  kind: ClusterConfiguration\n" in text
