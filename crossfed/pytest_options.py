@@ -35,7 +35,9 @@ RENAMED = {
 ALIASES = {"--kubeconfig": "--crossfed-kubeconfig"}
 ENV_VARS = ("CROSSFED_KUBECONFIG", "CROSSFED_ISSUER_KEY", "CROSSFED_ISSUER_PORT",
             "CROSSFED_ISSUER_URL", "CROSSFED_ISSUER_CA", "CROSSFED_STANDIN_HOST",
-            "CROSSFED_NODE", "CROSSFED_PROBE_IMAGE", "CROSSFED_KIND_NODE_IMAGE")
+            "CROSSFED_NODE", "CROSSFED_PROBE_IMAGE", "CROSSFED_KIND_NODE_IMAGE",
+            "CROSSFED_KIND_DISABLE_DEFAULT_CNI", "CROSSFED_PROBE_IMAGE_ARCHIVE")
+TRUE_WORDS = ("1", "true", "yes", "on")
 DEPRECATIONS = pytest.StashKey["list[str]"]()
 _OPTION_DESTS: list[tuple[str, Any]] = []  # (dest, default) of every crossfed option
 
@@ -95,7 +97,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "cluster/kind/build-images.sh, no registry needed); default: the kind release's "
              "pinned kindest/node [env CROSSFED_KIND_NODE_IMAGE]")
     add("--kind-disable-default-cni", action="store_true",
-        default=bool(_env("CROSSFED_KIND_DISABLE_DEFAULT_CNI")),
+        default=(_env("CROSSFED_KIND_DISABLE_DEFAULT_CNI") or "").lower() in TRUE_WORDS,
         help="create the kind cluster with networking.disableDefaultCNI (automatic when the "
              "node image's label io.crossfed.kind.default-cni says none) "
              "[env CROSSFED_KIND_DISABLE_DEFAULT_CNI]")

@@ -41,6 +41,9 @@ BASE_UNREACHABLE = re.compile(
     r"manifest unknown|proxyconnect|dial tcp|no such host|i/o timeout|TLS handshake timeout|"
     r"failed to do request|server misbehaving|network is unreachable|"
     r"Get \"https://[^\"]*/v2/", re.IGNORECASE)
+# A step after FROM ran (classic builder "Step 2/7", BuildKit "#5 [2/4]"): the base was there,
+# and a network error is a later step's (pip reaching its index), not the base image's.
+LATER_STEP = re.compile(r"^(Step (?!1/)\d+/\d+ :|#\d+ \[\s*(?!1/)\d+/\d+\])", re.MULTILINE)
 
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -124,7 +127,7 @@ class ProbeImage:
                                  timeout=1800)
         if result.returncode != 0:
             output = f"{result.stdout or ''}\n{result.stderr or ''}"
-            if not BASE_UNREACHABLE.search(output):
+            if not BASE_UNREACHABLE.search(output) or LATER_STEP.search(output):
                 lines = [line for line in output.splitlines() if line.strip()]
                 raise ProbeImageError(f"docker build of the probe image failed (exit "
                                       f"{result.returncode}): " + " | ".join(lines[-3:]))

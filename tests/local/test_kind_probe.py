@@ -350,6 +350,26 @@ def test_a_build_failing_otherwise_is_an_error_with_dockers_words(tmp_path, capl
     assert run.calls == [] and warnings_of(caplog) == []  # no fallback
 
 
+PIP_NETWORK_ERROR = ("Step 1/6 : FROM python:3.11-slim-bookworm\n ---> 1a2b\n"
+                     "Step 2/6 : ENV PIP_NO_CACHE_DIR=1\nStep 3/6 : RUN python -m venv /opt/probe\n"
+                     "WARNING: Retrying after connection broken by 'NewConnectionError: "
+                     "[Errno 101] Network is unreachable'\n",
+                     "The command '/bin/sh -c python -m venv' returned a non-zero code: 1\n")
+BUILDKIT_PIP_ERROR = ("", "#5 [2/4] RUN python -m venv /opt/probe\n#5 3.2 [Errno 101] Network "
+                      "is unreachable\n#5 ERROR: process did not complete successfully\n")
+
+
+@pytest.mark.parametrize("failure", [PIP_NETWORK_ERROR, BUILDKIT_PIP_ERROR],
+                         ids=["classic-builder", "buildkit"])
+def test_a_network_error_after_from_is_not_taken_for_an_unreachable_base(tmp_path, caplog,
+                                                                        failure):
+    runner, run = DockerBuild(failure), ScriptRun("unused\n")
+    with pytest.raises(ProbeImageError) as caught:
+        probe_image(runner, run).source()
+    assert "Network is unreachable" in str(caught.value) or "non-zero" in str(caught.value)
+    assert run.calls == [] and warnings_of(caplog) == []  # the base was there: no fallback
+
+
 def test_a_build_that_works_gives_the_local_image(tmp_path):
     runner, run = DockerBuild(), ScriptRun("unused\n")
     source = probe_image(runner, run).source()
