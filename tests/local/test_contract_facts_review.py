@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import io
 import json
@@ -15,7 +14,12 @@ import pytest
 
 from crossfed.webhooks import azure_workload_identity as azwi
 from crossfed.webhooks import eks_pod_identity as eks
-from crossfed.webhooks.reference_mutator import MutatorApp, MutatorSettings, review_response
+from crossfed.webhooks.reference_mutator import (
+    MutatorApp,
+    MutatorSettings,
+    apply_patch,
+    review_response,
+)
 
 pytestmark = [pytest.mark.local]
 ROLE = "arn:aws:iam::123456789012:role/reader"
@@ -31,23 +35,6 @@ def make_pod(containers: list[dict[str, Any]] | None = None, *,
     return {"metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
             "spec": {"serviceAccountName": "sa",
                      "containers": containers or [{"name": "app", "image": "x"}], **spec}}
-
-
-def apply_patch(document: dict[str, Any], patches: list[dict[str, Any]]) -> dict[str, Any]:
-    """RFC 6902 `add`, the only operation the mutator emits."""
-    document = copy.deepcopy(document)
-    for op in patches:
-        assert op["op"] == "add", op
-        *parents, last = [p.replace("~1", "/").replace("~0", "~")
-                          for p in op["path"].lstrip("/").split("/")]
-        target: Any = document
-        for part in parents:
-            target = target[int(part)] if isinstance(target, list) else target[part]
-        if isinstance(target, list):
-            target.insert(len(target) if last == "-" else int(last), op["value"])
-        else:
-            target[last] = op["value"]
-    return document
 
 
 def admit(pod: dict[str, Any], sa: dict[str, str] | None,

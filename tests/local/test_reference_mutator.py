@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from crossfed.webhooks import azure_workload_identity as azwi
-from crossfed.webhooks.reference_mutator import MutatorSettings, pod_patch, review_response
+from crossfed.webhooks.reference_mutator import (
+    MutatorSettings,
+    apply_patch,
+    pod_patch,
+    review_response,
+)
 
 pytestmark = [pytest.mark.local]
 ROLE = "arn:aws:iam::123456789012:role/reader"
@@ -36,8 +41,10 @@ def added(patches: list[dict[str, Any]], suffix: str) -> list[Any]:
     return values
 
 
-def env_of(patches: list[dict[str, Any]]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in added(patches, "/env")}
+def env_of(patches: list[dict[str, Any]], of: dict[str, Any] | None = None) -> dict[str, str]:
+    """The first container's env once the patch is applied."""
+    spec = apply_patch(of or pod(), patches)["spec"]
+    return {e["name"]: e["value"] for e in spec["containers"][0].get("env") or []}
 
 
 def test_irsa_contract_with_the_charts_defaults() -> None:
@@ -54,17 +61,17 @@ def test_irsa_contract_with_the_charts_defaults() -> None:
     source = volume["projected"]["sources"][0]["serviceAccountToken"]
     assert source == {"audience": "sts.amazonaws.com", "expirationSeconds": 86400,
                       "path": "token"}
-    [mount] = added(patches, "/volumeMounts")
+    [mount] = apply_patch(pod(), patches)["spec"]["containers"][0]["volumeMounts"]
     assert mount["mountPath"] == "/var/run/secrets/eks.amazonaws.com/serviceaccount"
 
 
 def test_irsa_existing_env_wins_and_expiration_has_a_minimum() -> None:
     annotations = {"eks.amazonaws.com/role-arn": ROLE, "eks.amazonaws.com/token-expiration": "60",
                    "eks.amazonaws.com/audience": "custom"}
-    patches, _ = pod_patch(pod(env={"AWS_WEB_IDENTITY_TOKEN_FILE": "/mine"}), "ns",
-                           lookup_of(annotations), MutatorSettings())
-    env = env_of(patches)
-    assert "AWS_ROLE_ARN" not in env and "AWS_WEB_IDENTITY_TOKEN_FILE" not in env
+    mine = pod(env={"AWS_WEB_IDENTITY_TOKEN_FILE": "/mine"})
+    patches, _ = pod_patch(mine, "ns", lookup_of(annotations), MutatorSettings())
+    env = env_of(patches, mine)
+    assert "AWS_ROLE_ARN" not in env and env["AWS_WEB_IDENTITY_TOKEN_FILE"] == "/mine"
     source = added(patches, "/volumes")[0]["projected"]["sources"][0]["serviceAccountToken"]
     assert source["expirationSeconds"] == 600 and source["audience"] == "custom"
 
@@ -78,16 +85,17 @@ def test_azure_contract_per_version(version: str) -> None:
     contract = azwi.CONTRACTS[version]
     settings = MutatorSettings(azure=contract, azure_tenant_id="tenant-from-config")
     annotations = {"azure.workload.identity/client-id": "client"}
-    patches, denial = pod_patch(pod(labels={"azure.workload.identity/use": "true"}), "ns",
-                                lookup_of(annotations), settings)
+    labelled = pod(labels={"azure.workload.identity/use": "true"})
+    patches, denial = pod_patch(labelled, "ns", lookup_of(annotations), settings)
     assert denial is None
-    assert env_of(patches) == {
+    assert env_of(patches, labelled) == {
         "AZURE_CLIENT_ID": "client", "AZURE_TENANT_ID": "tenant-from-config",
         "AZURE_FEDERATED_TOKEN_FILE": f"{contract.token_dir}/azure-identity-token",
         "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/"}
     source = added(patches, "/volumes")[0]["projected"]["sources"][0]["serviceAccountToken"]
+    # v1.6.0 projects the token at token/azure-identity-token under the mounted directory
     assert source == {"audience": "api://AzureADTokenExchange", "expirationSeconds": 3600,
-                      "path": "azure-identity-token"}
+                      "path": contract.projection_path}
 
 
 def test_azure_needs_the_pod_label_and_keeps_the_containers_own_values() -> None:
@@ -95,8 +103,9 @@ def test_azure_needs_the_pod_label_and_keeps_the_containers_own_values() -> None
     assert pod_patch(pod(), "ns", lookup_of(annotations), MutatorSettings()) == ([], None)
     labelled = pod(labels={"azure.workload.identity/use": "true"},
                    env={"AZURE_AUTHORITY_HOST": "https://stand-in/"})
-    env = env_of(pod_patch(labelled, "ns", lookup_of(annotations), MutatorSettings())[0])
-    assert "AZURE_AUTHORITY_HOST" not in env
+    env = env_of(pod_patch(labelled, "ns", lookup_of(annotations), MutatorSettings())[0],
+                 labelled)
+    assert env["AZURE_AUTHORITY_HOST"] == "https://stand-in/"  # the container's own
 
 
 def test_azure_denies_a_pod_whose_service_account_is_missing() -> None:
