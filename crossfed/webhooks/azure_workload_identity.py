@@ -23,6 +23,7 @@ AUTHORITY_HOSTS = {
     "AzurePublicCloud": PUBLIC_AUTHORITY_HOST,
     "AzureChinaCloud": "https://login.chinacloudapi.cn/",
     "AzureUSGovernmentCloud": "https://login.microsoftonline.us/",
+    "AzureGermanCloud": "https://login.microsoftonline.de/",
 }
 TOKEN_FILE = "azure-identity-token"
 LEGACY_VOLUME = "azure-identity-token"
@@ -76,6 +77,16 @@ CONTRACTS = {
 }
 CONTRACTS["v1.5.0"] = CONTRACTS["v1.5.1"]  # same layout; v1.5.0 still injected empty values
 DEFAULT_VERSION = "v1.5.1"
+
+
+def authority_host(cloud: str | None) -> str:
+    """getAzureAuthorityHost; an unknown cloud name stops the webhook from starting."""
+    if not cloud:
+        return PUBLIC_AUTHORITY_HOST
+    if cloud not in AUTHORITY_HOSTS:
+        raise ValueError(f'autorest/azure: There is no cloud environment matching the name '
+                         f'"{cloud.upper()}"')
+    return AUTHORITY_HOSTS[cloud]
 
 
 def go_quote(value: str) -> str:

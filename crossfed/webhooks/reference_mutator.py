@@ -217,7 +217,7 @@ class MutatorSettings:
 
     @property
     def authority_host(self) -> str:
-        return azwi.AUTHORITY_HOSTS[self.azure_cloud] if self.azure_cloud else (
+        return azwi.authority_host(self.azure_cloud) if self.azure_cloud else (
             self.azure_authority_host)
 
 
