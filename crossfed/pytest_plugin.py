@@ -267,7 +267,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     import uuid
 
-    from crossfed.environments.kind import XdistKindRun
+    from crossfed.environments.kind_xdist import XdistKindRun
 
     token = uuid.uuid4().hex
     pki_dir = _private_run_dir(config, f"kind-issuer-{token[:8]}")

@@ -36,8 +36,8 @@ from crossfed.environments.kind import (
     KindSettings,
     KindSetupError,
     KindState,
-    XdistKindRun,
 )
+from crossfed.environments.kind_xdist import XdistKindRun
 from crossfed.webhooks import charts
 
 pytestmark = [pytest.mark.local]
