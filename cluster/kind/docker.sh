@@ -197,7 +197,7 @@ down)
   if [ -e "$STATE/no-lib-modules" ]; then rmdir /lib/modules 2>/dev/null || true; rm -f "$STATE/no-lib-modules"; fi
   # hostnet.before (for `check`) and dockerd.log stay; the data root is the cache, kept.
   rm -rf "$EXEC_ROOT" "$SOCK" "$STATE/bin" "$STATE/env" "$STATE/runtime" "$STATE/captest.out" \
-    "$STATE/links.before" "$STATE/data-root"
+    "$STATE/data-root"
   kind_log "down"
   ;;
 check)
@@ -210,6 +210,22 @@ check)
   else
     kind_die "host iptables or ip_forward changed since up (diff above)"
   fi
+  # Nothing of this dockerd left running or linked (after `down`).
+  left=""
+  if running; then left="$left dockerd(pid $(cat "$PIDFILE"))"; fi
+  for pid in $(pgrep -f "dockerd|containerd-shim" || true); do
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$EXEC_ROOT"; then left="$left pid-$pid"; fi
+  done
+  if [ -e "$STATE/links.before" ]; then
+    for l in $(comm -13 "$STATE/links.before" <(links)); do
+      case "$l" in br-*|docker*) left="$left link-$l" ;; esac
+    done
+  fi
+  if awk -v p="$EXEC_ROOT" 'index($2, p) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
+    left="$left mounts-under-$EXEC_ROOT"
+  fi
+  [ -z "$left" ] || kind_die "left after down:$left"
+  kind_log "no dockerd, shim, bridge or mount of this dockerd left"
   ;;
 *) kind_die "unknown action $ACTION (up, down or check)" ;;
 esac
