@@ -394,14 +394,22 @@ def _sweep_kind(args: argparse.Namespace) -> int:
         raise CliError(f"--kind: {exc}; is Docker running (DOCKER_HOST)?") from exc
     for line in spared:
         print(f"crossfed sweep: kind: leaving {line}")
-    if not leftovers:
-        print("crossfed sweep: no kind cluster to delete")
+    return _delete_or_list("no kind cluster to delete", [x.describe() for x in leftovers],
+                           args.dry_run, lambda: delete_kind_leftovers(leftovers, kind_bin))
+
+
+def _delete_or_list(nothing: str, described: list[str], dry_run: bool,
+                    delete: Any) -> int:
+    """The sweep's common tail: say there is nothing, list what would go, or delete (the
+    deleter reports each deletion and returns the failures, one line each)."""
+    if not described:
+        print(f"crossfed sweep: {nothing}")
         return 0
-    if args.dry_run:
-        for leftover in leftovers:
-            print(f"would delete {leftover.describe()}")
+    if dry_run:
+        for line in described:
+            print(f"would delete {line}")
         return 0
-    failures = delete_kind_leftovers(leftovers, kind_bin)
+    failures = delete()
     for failure in failures:
         print(f"crossfed sweep: could not delete {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -453,17 +461,8 @@ def _sweep_cluster(args: argparse.Namespace) -> int:
         raise CliError(f"cannot list crossfed's objects through the API server: {exc}; "
                        "check that the cluster is up and --kubeconfig points at it") from exc
     now = dt.datetime.now(dt.timezone.utc)
-    if not leftovers:
-        print("crossfed sweep: nothing to delete")
-        return 0
-    if args.dry_run:
-        for leftover in leftovers:
-            print(f"would delete {leftover.describe(now)}")
-        return 0
-    failures = delete_leftovers(api_client, leftovers)
-    for failure in failures:
-        print(f"crossfed sweep: could not delete {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return _delete_or_list("nothing to delete", [x.describe(now) for x in leftovers],
+                           args.dry_run, lambda: delete_leftovers(api_client, leftovers))
 
 
 def doctor_aws(args: argparse.Namespace) -> int:
