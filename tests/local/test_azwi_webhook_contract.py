@@ -365,3 +365,22 @@ def test_unlabelled_pods_are_not_sent_to_the_webhook(version: str) -> None:
     pod = go_raw_pod()
     pod["metadata"]["labels"] = {"azure.workload.identity/use": "True"}  # exactly "true"
     assert pod_patch(pod, "ns1", lambda n, s: SA, settings(version)) == ([], None)
+
+
+# --- the diff the webhook's patch comes from (gomodules.xyz/jsonpatch/v2 CreatePatch) ---
+
+@pytest.mark.parametrize(("before", "after", "ops"), [
+    (["a", "b"], ["a", "c", "b"], [{"op": "add", "path": "/l/1", "value": "c"}]),
+    (["a", "b", "c"], ["a", "c"], [{"op": "remove", "path": "/l/1"}]),
+    (["x"], ["y"], [{"op": "replace", "path": "/l/0", "value": "y"}]),
+    # arrays of objects: adds past the common length first, then index by index
+    ([{"n": "app"}], [{"n": "proxy"}, {"n": "app"}],
+     [{"op": "add", "path": "/l/1", "value": {"n": "app"}},
+      {"op": "replace", "path": "/l/0/n", "value": "proxy"}]),
+    ([{"n": "a"}, {"n": "b"}], [{"n": "a"}],
+     [{"op": "remove", "path": "/l/1"}])])
+def test_create_patch_follows_the_library(before: list[Any], after: list[Any],
+                                          ops: list[dict[str, Any]]) -> None:
+    from crossfed.webhooks.reference_mutator import create_patch
+    assert create_patch({"l": before}, {"l": after}) == ops
+    assert apply_patch({"l": before}, ops) == {"l": after}
