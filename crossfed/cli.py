@@ -394,8 +394,14 @@ def _sweep_kind(args: argparse.Namespace) -> int:
         raise CliError(f"--kind: {exc}; is Docker running (DOCKER_HOST)?") from exc
     for line in spared:
         print(f"crossfed sweep: kind: leaving {line}")
+    try:  # to remove the node containers a killed `kind create` left behind kind's back
+        docker_bin = find_tool("docker", None, download=False)
+    except ToolMissing:
+        docker_bin = None
     return _delete_or_list("no kind cluster to delete", [x.describe() for x in leftovers],
-                           args.dry_run, lambda: delete_kind_leftovers(leftovers, kind_bin))
+                           args.dry_run,
+                           lambda: delete_kind_leftovers(leftovers, kind_bin,
+                                                         docker_bin=docker_bin))
 
 
 def _delete_or_list(nothing: str, described: list[str], dry_run: bool,

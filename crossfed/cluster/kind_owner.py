@@ -25,6 +25,8 @@ from crossfed.cluster.kind import KindCluster, KindError
 from crossfed.cluster.tools import Runner, run_command
 
 RECORD = "creator.json"
+NODE_LABEL = "io.x-k8s.kind.cluster"  # kind labels each node container with its cluster's name
+SETTLE_SECONDS = 30
 
 
 def process_start(pid: int) -> str | None:
@@ -105,9 +107,13 @@ def find_kind_leftovers(state_root: Path, kind_bin: Path | str,
 
 def delete_kind_leftovers(leftovers: list[KindLeftover], kind_bin: Path | str,
                           runner: Runner = run_command,
-                          report: Callable[[str], None] = print) -> list[str]:
+                          report: Callable[[str], None] = print,
+                          docker_bin: Path | str | None = None,
+                          sleep: Callable[[float], None] = time.sleep) -> list[str]:
     """`kind delete cluster` each listed leftover (also a half-created one: kind finds its node
-    containers by label), then drop its record; the key and port state stay for a re-create."""
+    containers by label), then drop its record; the key and port state stay for a re-create.
+    With `docker_bin`, node containers still there afterwards are removed too (see
+    _remove_stragglers)."""
     failures = []
     for leftover in leftovers:
         if leftover.listed:
@@ -115,10 +121,42 @@ def delete_kind_leftovers(leftovers: list[KindLeftover], kind_bin: Path | str,
                                   kubeconfig_path=leftover.directory / "kubeconfig")
             try:
                 cluster.delete()
-            except KindError as exc:
+                if docker_bin is not None:
+                    _remove_stragglers(leftover.name, docker_bin, runner, sleep)
+            except (KindError, RuntimeError) as exc:
                 failures.append(f"kind cluster {leftover.name}: {exc}")
                 continue
         (leftover.directory / "cluster.json").unlink(missing_ok=True)  # marks of that node
         clear_creator(leftover.directory)
         report(f"deleted {leftover.describe()}")
     return failures
+
+
+def _node_containers(name: str, docker_bin: Path | str, runner: Runner) -> list[str]:
+    argv = [str(docker_bin), "ps", "-a", "-q", "--filter", f"label={NODE_LABEL}={name}"]
+    result = runner(argv, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"docker ps failed: {(result.stderr or '').strip()[-200:]}")
+    return (result.stdout or "").split()
+
+
+def _remove_stragglers(name: str, docker_bin: Path | str, runner: Runner,
+                       sleep: Callable[[float], None]) -> None:
+    """A `kind create` killed while its `docker run` was under way leaves dockerd finishing
+    that container after kind delete has looked (seen in CI): remove the node containers
+    until none has shown up for two looks in a row, for up to SETTLE_SECONDS."""
+    quiet = 0
+    for _ in range(SETTLE_SECONDS):
+        ids = _node_containers(name, docker_bin, runner)
+        if not ids:
+            quiet += 1
+            if quiet == 2:
+                return
+        else:
+            quiet = 0
+            runner([str(docker_bin), "rm", "--force", "--volumes", *ids], timeout=120)
+        sleep(1)
+    left = _node_containers(name, docker_bin, runner)
+    if left:
+        raise RuntimeError(f"node containers {left} of {name} still there after "
+                           f"{SETTLE_SECONDS} s; docker rm -f {' '.join(left)}")

@@ -142,3 +142,43 @@ def test_process_start_and_clear(tmp_path):
     clear_creator(tmp_path)
     clear_creator(tmp_path)  # twice: already gone is fine
     assert not (tmp_path / RECORD).exists()
+
+
+class FakeDocker(FakeKind):
+    """kind as above, and a dockerd that finishes a killed `kind create`'s container after
+    kind delete has looked: `docker ps` shows it once, until `docker rm` removes it."""
+
+    def __init__(self, *clusters: str, straggler: str | None = None) -> None:
+        super().__init__(*clusters)
+        self.straggler = straggler
+
+    def __call__(self, argv, timeout=None, **kwargs) -> subprocess.CompletedProcess[str]:
+        argv = [str(a) for a in argv]
+        if Path(argv[0]).name != "docker":
+            return super().__call__(argv, timeout=timeout)
+        self.calls.append(argv)
+        if argv[1] == "ps":
+            assert argv[-1] == "label=io.x-k8s.kind.cluster=killed", argv
+            return subprocess.CompletedProcess(argv, 0, f"{self.straggler or ''}\n", "")
+        if argv[1] == "rm":
+            assert self.straggler in argv
+            self.straggler = None
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        raise AssertionError(argv)
+
+
+def test_a_node_container_dockerd_finished_after_kind_delete_is_removed_too(tmp_path):
+    directory = state(tmp_path, "killed")
+    write_creator(directory, "killed")
+    record = json.loads((directory / RECORD).read_text())
+    record["processes"] = [{"pid": dead_pid(), "start": "1"}]
+    (directory / RECORD).write_text(json.dumps(record))
+    fake = FakeDocker("killed", straggler="e3bece517c66")
+    leftovers, _ = find_kind_leftovers(tmp_path, KIND, fake)
+    sleeps: list[float] = []
+    failures = delete_kind_leftovers(leftovers, KIND, fake, lambda line: None,
+                                     docker_bin="/fake/bin/docker", sleep=sleeps.append)
+    assert failures == []
+    removed = [c for c in fake.calls if c[1:2] == ["rm"]]
+    assert removed == [["/fake/bin/docker", "rm", "--force", "--volumes", "e3bece517c66"]]
+    assert fake.straggler is None and len(sleeps) >= 2  # two quiet looks before it is done
