@@ -58,16 +58,16 @@ LABELS_FORMAT = "{{json .Config.Labels}}"
 NO_DEFAULT_CNI_LABEL = "io.crossfed.kind.default-cni"
 # What docker build prints when FROM cannot be fetched through a closed proxy.
 CLASSIC_PULL_ERROR = ("Step 1/6 : FROM python:3.11-slim-bookworm\n",
-                      'Error response from daemon: Get "https://registry-1.docker.io/v2/": '
+                      'Error response from daemon: Get "https://registry.example/v2/": '
                       "proxyconnect tcp: dial tcp 127.0.0.1:9: connect: connection refused\n")
 # BuildKit's last line carries the whole chain (the warning keeps its last 200 characters).
 BUILDKIT_PULL_ERROR = ("", "#2 [internal] load metadata for docker.io/library/python:3.11-slim-"
-                       "bookworm\n#2 ERROR: failed to do request: Head \"https://registry-1."
-                       "docker.io/v2/library/python/manifests/3.11-slim-bookworm\": proxyconnect "
+                       "bookworm\n#2 ERROR: failed to do request: Head \"https://registry."
+                       "example/v2/library/python/manifests/3.11-slim-bookworm\": proxyconnect "
                        "tcp: dial tcp 127.0.0.1:9: connect: connection refused\nERROR: failed "
                        "to solve: python:3.11-slim-bookworm: failed to resolve source metadata "
                        "for docker.io/library/python:3.11-slim-bookworm: failed to do request: "
-                       "Head \"https://registry-1.docker.io/v2/library/python/manifests/3.11-"
+                       "Head \"https://registry.example/v2/library/python/manifests/3.11-"
                        "slim-bookworm\": proxyconnect tcp: dial tcp 127.0.0.1:9: connect: "
                        "connection refused\n")
 COPY_ERROR = ("Step 5/6 : COPY crossfed /opt/probe/app/crossfed\n",
