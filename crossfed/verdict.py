@@ -12,6 +12,10 @@ from typing import Any
 from crossfed.decisions import Decision
 from crossfed.plan import FederationPlan
 from crossfed.redact import scrub_text
+from crossfed.webhooks.azure_workload_identity import TOKEN_FILE as AZWI_TOKEN_FILE
+from crossfed.webhooks.azure_workload_identity import Contract
+from crossfed.workload.process import ProbeResult
+from crossfed.workload.template import WorkloadTemplate
 
 AWS_CLIENTS = ("boto3", "cli")
 
@@ -154,3 +158,53 @@ def check_azure(plan: FederationPlan, report: dict[str, Any], evidence: AzureEvi
             f"plan {plan.name!r} ({expectation(plan)} expected):\n  " + "\n  ".join(problems)
             + "\nstand-in diagnosis:\n" + evidence.diagnosis()
         )
+
+
+# -- a user's workload template in place of the probe -----------------------------------------
+
+LEGACY_AZURE_TOKEN_PATH = "/var/run/secrets/azure/tokens/azure-identity-token"  # azwi v1.5.x
+
+
+def moved_token_diagnosis(missing_paths: tuple[str, ...], contract: Contract,
+                          token_path: str | None = None) -> str | None:
+    """Why an Azure workload failed when its token is not where it looked: the file it tried
+    (or, when its output names none, azwi v1.5.x's fixed path) does not exist while the
+    contract's does. token_path: where the pod's token really is (AZURE_FEDERATED_TOKEN_FILE
+    as the pod received it); default the contract's. None: nothing points at a moved token."""
+    actual = token_path or contract.token_path
+    tried = [p for p in missing_paths if p != actual
+             and (p.startswith("/var/run/secrets/azure/") or p.endswith(f"/{AZWI_TOKEN_FILE}"))]
+    fix = (f"azure-workload-identity {contract.version} mounts the token at {actual}; read the "
+           f"path from {contract.token_env} instead of hard-coding it")
+    if tried:
+        return f"token file {tried[0]} does not exist: {fix}"
+    if not missing_paths and actual != LEGACY_AZURE_TOKEN_PATH:
+        return (f"if the workload reads the token from v1.5.x's {LEGACY_AZURE_TOKEN_PATH}: "
+                f"that file does not exist, {fix}")
+    return None
+
+
+def template_problems(template: WorkloadTemplate, result: ProbeResult,
+                      contract: Contract | None = None) -> list[str]:
+    """What keeps a template's run from its success condition, and the diagnosis (empty:
+    passed). contract: the Azure webhook contract the run had, for the moved-token check."""
+    problems = template.success.problems(result.exit_code, result.stdout)
+    if problems and contract is not None:
+        diagnosis = moved_token_diagnosis(result.missing_paths, contract,
+                                          result.env.get(contract.token_env))
+        if diagnosis:
+            problems.append("diagnosis: " + diagnosis)
+    return problems
+
+
+def check_template(name: str, template: WorkloadTemplate, result: ProbeResult,
+                   contract: Contract | None = None) -> None:
+    """Raise VerdictError unless the workload met its success condition; the message carries
+    the diagnosis and the output's tails, scrubbed (the workload may print its token)."""
+    problems = template_problems(template, result, contract)
+    if problems:
+        raise VerdictError(
+            f"plan {name!r}: workload {template.source} did not meet its success condition "
+            f"({template.success.describe()}):\n  " + "\n  ".join(problems)
+            + "\nstdout (tail):\n" + scrub_text(result.stdout[-1500:])
+            + "\nstderr (tail):\n" + scrub_text(result.stderr[-1500:]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 from crossfed.redact import scrub_text
 from crossfed.secret_files import private_dir, write_private
 from crossfed.webhooks import azure_workload_identity, eks_pod_identity
+from crossfed.workload.template import ROOT_ENV, WorkloadTemplate, json_lines, target_env
 
 
 @dataclass
@@ -27,6 +29,10 @@ class ProbeResult:
     exit_code: int
     stderr: str = ""
     env: dict[str, str] = field(default_factory=dict)  # what the workload was given
+    # A workload template's run (the probe's leaves them empty): its stdout, scrubbed, and
+    # the paths under /var/run/secrets its output named that did not exist in its pod.
+    stdout: str = ""
+    missing_paths: tuple[str, ...] = ()
 
     def aws(self, client: str) -> dict[str, Any]:
         return self.report.get("aws", {}).get(client, {})
@@ -96,35 +102,114 @@ def _place_token(root: Path, path_in_pod: str, token: str) -> str:
     return str(path)
 
 
-def run_probe(token: str, targets: SdkTargets, aws: AwsWorkload | None = None,
-              azure: AzureWorkload | None = None, timeout: float = 180,
-              work_root: Path | None = None) -> ProbeResult:
+def _webhook_env(root: Path, token: str, targets: SdkTargets, aws: AwsWorkload | None,
+                 azure: AzureWorkload | None) -> dict[str, str]:
+    """What a pod would hold: the token placed where the webhook's volume puts it (under root),
+    the webhook's variables pointing at it, and what points the SDKs at the stand-ins."""
+    env = base_env(root)
+    if aws is not None:
+        mount = aws.webhook.token_mount_path
+        path = _place_token(root, f"{mount}/{eks_pod_identity.TOKEN_FILE}", token)
+        env.update(eks_pod_identity.injected_env(aws.role_arn, aws.webhook,
+                                                 str(Path(path).parent)))
+    if azure is not None:
+        path = _place_token(root, azure.contract.token_path, token)
+        authority = (targets.authority_host.rstrip("/") + "/" if targets.authority_host
+                     else azure_workload_identity.PUBLIC_AUTHORITY_HOST)
+        env.update(azure_workload_identity.injected_env(azure.client_id, azure.tenant_id,
+                                                        path, authority))
+    env.update(targets.env())
+    return env
+
+
+def _pod_root(work_root: Path | None) -> tempfile.TemporaryDirectory[str]:
     """work_root: where the pod's private root (0700, with the token files) is made and then
     removed; the run's state directory, so that a killed run's tokens are swept with it."""
     if work_root is not None:
         private_dir(work_root)
-    with tempfile.TemporaryDirectory(prefix="crossfed-pod-", dir=work_root) as root:
-        root_path = Path(root)
-        env = base_env(root_path)
+    return tempfile.TemporaryDirectory(prefix="crossfed-pod-", dir=work_root)
+
+
+def run_probe(token: str, targets: SdkTargets, aws: AwsWorkload | None = None,
+              azure: AzureWorkload | None = None, timeout: float = 180,
+              work_root: Path | None = None) -> ProbeResult:
+    with _pod_root(work_root) as root:
+        env = _webhook_env(Path(root), token, targets, aws, azure)
         args = [sys.executable, "-m", "crossfed.probe"]
         if aws is not None:
-            mount = aws.webhook.token_mount_path
-            path = _place_token(root_path, f"{mount}/{eks_pod_identity.TOKEN_FILE}", token)
-            env.update(eks_pod_identity.injected_env(aws.role_arn, aws.webhook,
-                                                     str(Path(path).parent)))
             args += ["--aws-bucket", aws.bucket]
         if azure is not None:
-            path = _place_token(root_path, azure.contract.token_path, token)
-            authority = (targets.authority_host.rstrip("/") + "/" if targets.authority_host
-                         else azure_workload_identity.PUBLIC_AUTHORITY_HOST)
-            env.update(azure_workload_identity.injected_env(azure.client_id, azure.tenant_id,
-                                                            path, authority))
             args += ["--azure-vault-url", azure.vault_url, "--azure-secret", azure.secret]
             if targets.skip_challenge_resource_check:
                 args.append("--azure-skip-challenge-resource-check")
-        env.update(targets.env())
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout,
                               cwd=root)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     report = json.loads(lines[-1]) if lines else {"error": "probe printed no JSON line"}
     return ProbeResult(report, done.returncode, scrub_text(done.stderr[-2000:], token), env)
+
+
+def run_workload(template: WorkloadTemplate, token: str, targets: SdkTargets,
+                 aws: AwsWorkload | None = None, azure: AzureWorkload | None = None,
+                 timeout: float = 180, work_root: Path | None = None) -> ProbeResult:
+    """A user's workload template in place of the probe, given what its pod would get: the
+    webhook's env and token (per the workload's contract), crossfed's targets, the template's
+    env and volumes, and CROSSFED_ROOT standing for the pod's "/" (template.py says how the
+    template's own paths are mapped under it). Output is scrubbed of the token; the paths
+    under /var/run/secrets it names that do not exist are kept, in pod terms, for the
+    diagnosis."""
+    with _pod_root(work_root) as root:
+        root_path = Path(root)
+        env = _webhook_env(root_path, token, targets, aws, azure)
+        env.update(target_env(aws.bucket if aws else None,
+                              azure.vault_url if azure else None,
+                              azure.secret if azure else None,
+                              targets.skip_challenge_resource_check))
+        template.place_files(root_path)
+        argv, env = template.process_command(env, root_path)
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                                  timeout=timeout, cwd=root)
+            code, stdout, stderr = done.returncode, done.stdout, done.stderr
+        except FileNotFoundError as exc:  # the command itself is not on this host
+            code, stdout, stderr = 127, "", f"{argv[0]}: {exc.strerror}"
+        except subprocess.TimeoutExpired as exc:
+            code = 124
+            stdout = _text(exc.stdout)
+            stderr = _text(exc.stderr) + f"\n(killed after {timeout:.0f} s)"
+        named = named_paths(stdout + "\n" + stderr, root)
+        missing = tuple(p for p in named if not (root_path / p.lstrip("/")).exists())
+    stdout, stderr = scrub_text(stdout, token), scrub_text(stderr, token)
+    lines = json_lines(stdout)
+    return ProbeResult(lines[-1] if lines else {}, code, stderr[-2000:], _pod_view(env, root),
+                       stdout=stdout[-4000:], missing_paths=missing)
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
+
+
+def _pod_view(env: dict[str, str], root: str) -> dict[str, str]:
+    """The env as the pod would have held it: the private root taken out of the paths."""
+    return {k: v.replace(root, "") if k != "HOME" else v for k, v in env.items()
+            if k != ROOT_ENV}
+
+
+# An absolute path under the webhooks' token mounts, as a workload's error message quotes it
+# (Python: "No such file or directory: '/var/run/...'"; Go: "open /var/run/...: no such file").
+_SECRET_PATH = re.compile(r"(/[^\s'\"`:,()]*)?(/var/run/secrets/[^\s'\"`:,()]+)")
+
+
+def named_paths(output: str, root: str = "") -> tuple[str, ...]:
+    """The paths under /var/run/secrets that the output names, in pod terms (a process's
+    root prefix removed), in order of first mention."""
+    found: list[str] = []
+    for match in _SECRET_PATH.finditer(output):
+        prefix, path = match.group(1) or "", match.group(2).rstrip(".")
+        if prefix and root and not (prefix + path).startswith(root):
+            continue  # a path under some other directory, not the pod's /var/run/secrets
+        if path not in found:
+            found.append(path)
+    return tuple(found)
