@@ -22,6 +22,7 @@ from crossfed.webhooks import azure_workload_identity as azwi
 from crossfed.webhooks import eks_pod_identity as eks
 from crossfed.webhooks.drift import (
     ContainerMutation,
+    Ignored,
     Mutation,
     actual_mutation,
     describe_env,
@@ -244,6 +245,28 @@ def test_the_api_servers_own_additions_are_no_mutation() -> None:
     created = api_defaults(submitted)
     created["status"] = {"phase": "Running"}
     assert created != submitted and actual_mutation(submitted, created) == Mutation()
+
+
+def test_the_ignore_list_is_data() -> None:
+    submitted = pod()
+    mutation = actual_mutation(submitted, api_defaults(submitted), Ignored(volume_prefixes=()))
+    assert list(mutation.volumes) == [KUBE_API_ACCESS["name"]]
+    assert mutation.containers["containers/app"].mounts == {KUBE_API_ACCESS["name"]: {
+        "mountPath": KUBE_API_MOUNT["mountPath"], "readOnly": True}}
+
+
+def test_a_replaced_volume_is_part_of_the_mutation() -> None:
+    """v1.6.0 replaces a volume of its reserved name; v1.5.1 keeps it (and adds its own)."""
+    hashed = azwi.CONTRACTS["v1.6.0"].volume_name({"name": "probe"})
+    submitted = pod(labels=USE)
+    submitted["spec"]["volumes"] = [{"name": hashed, "emptyDir": {}}]
+    sa = service_account(AZWI_SA)
+    new = expected_mutation(submitted, sa, settings("azwi", "v1.6.0"))
+    old = expected_mutation(submitted, sa, settings("azwi", "v1.5.1"))
+    assert new.volumes[hashed]["serviceAccountToken.path"] == "token/azure-identity-token"
+    assert list(old.volumes) == ["azure-identity-token"]
+    assert f"volume {hashed}: only in the contract's mutation: type=\"projected\"" in " ".join(
+        drift(old, new))
 
 
 def test_a_webhook_that_did_nothing_is_drift() -> None:
