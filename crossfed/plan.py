@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crossfed.issuer.tokens import ServiceAccountRef
+
+if TYPE_CHECKING:
+    from crossfed.workload.template import WorkloadTemplate
 
 STS_AUDIENCE = "sts.amazonaws.com"
 
@@ -70,6 +73,9 @@ class FederationPlan:
     token: TokenVariant = "projected"
     issuer: IssuerVariant = "primary"
     expect: Expectation = field(default_factory=Expectation)
+    # A workload template's YAML file (crossfed/workload/template.py) to run instead of the
+    # probe: a team's own application, judged by the template's success condition.
+    workload_template: str | None = None
 
     @property
     def trusted_account(self) -> ServiceAccountRef:
@@ -77,6 +83,14 @@ class FederationPlan:
 
     def but(self, **changes: Any) -> FederationPlan:
         return dataclasses.replace(self, **changes)
+
+    def template(self) -> WorkloadTemplate | None:
+        """The plan's workload template, read and validated (TemplateError names the field)."""
+        if self.workload_template is None:
+            return None
+        from crossfed.workload.template import WorkloadTemplate
+
+        return WorkloadTemplate.from_file(self.workload_template)
 
     def denied(self, code: str, check: str,
                step: Literal["assume", "list", "token", "secret"] = "assume") -> FederationPlan:

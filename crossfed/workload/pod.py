@@ -5,6 +5,10 @@ annotations users write, the run's CA in a ConfigMap, and a pod that runs the pr
 The token is the one the API server projects through the webhook's volume; only the plans that
 present a forged or foreign token mount it from a Secret and name it in the env themselves
 (the webhooks leave variables a container already has alone).
+
+A workload template (crossfed/workload/template.py) replaces only the probe's container: the
+pod keeps crossfed's service account, labels, namespace and CA bundle, and the template's
+files are shipped as ConfigMaps in the scenario's namespace (deleted with it).
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from kubernetes.client.rest import ApiException
 
 from crossfed.cleanup import Teardown
 from crossfed.redact import scrub_text
-from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, SdkTargets
+from crossfed.workload.process import (
+    AwsWorkload,
+    AzureWorkload,
+    ProbeResult,
+    SdkTargets,
+    named_paths,
+)
+from crossfed.workload.template import WorkloadTemplate, target_env
 
 CA_MOUNT = "/etc/crossfed"
 FORGED_MOUNT = "/var/run/secrets/crossfed"
@@ -64,10 +75,12 @@ class PodRunner:
     def run(self, namespace: str, service_account: str, targets: SdkTargets,
             teardown: Teardown, aws: AwsWorkload | None = None,
             azure: AzureWorkload | None = None, forged_token: str | None = None,
-            aws_audience: str | None = None) -> ProbeResult:
+            aws_audience: str | None = None,
+            template: WorkloadTemplate | None = None) -> ProbeResult:
         self.prepare(namespace, service_account, teardown, aws, azure, forged_token,
                      aws_audience)
-        return self.run_pod(namespace, service_account, targets, aws, azure, forged_token)
+        return self.run_pod(namespace, service_account, targets, aws, azure, forged_token,
+                            template=template)
 
     def prepare(self, namespace: str, service_account: str, teardown: Teardown,
                 aws: AwsWorkload | None = None, azure: AzureWorkload | None = None,
@@ -92,8 +105,28 @@ class PodRunner:
 
     def run_pod(self, namespace: str, service_account: str, targets: SdkTargets,
                 aws: AwsWorkload | None = None, azure: AzureWorkload | None = None,
-                forged_token: str | None = None, pod_name: str = "probe") -> ProbeResult:
-        """One probe pod in a prepared namespace (a retry gets a pod name of its own)."""
+                forged_token: str | None = None, pod_name: str = "probe",
+                template: WorkloadTemplate | None = None) -> ProbeResult:
+        """One probe pod in a prepared namespace (a retry gets a pod name of its own).
+        template: a user's workload in place of the probe (its files shipped as ConfigMaps)."""
+        for volume in template.volumes if template else ():
+            if volume.files:
+                self.core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+                    metadata=client.V1ObjectMeta(name=volume.config_map,
+                                                 labels={RUN_LABEL: self.run_id}),
+                    data=dict(volume.files)))
+        pod = self.build_pod(service_account, targets, aws, azure, forged_token, pod_name,
+                             template)
+        self.core.create_namespaced_pod(namespace, pod)
+        return self._wait(namespace, pod_name, template is not None)
+
+    def build_pod(self, service_account: str, targets: SdkTargets,
+                  aws: AwsWorkload | None = None, azure: AzureWorkload | None = None,
+                  forged_token: str | None = None, pod_name: str = "probe",
+                  template: WorkloadTemplate | None = None) -> client.V1Pod:
+        """The pod crossfed submits (the webhook mutates it on creation): the service account,
+        labels, CA bundle and endpoints are crossfed's whether the container is the probe or
+        the template's."""
         env = {"AWS_EC2_METADATA_DISABLED": "true"}
         volumes, mounts = [], []
         if self.ca_bundle is not None:
@@ -117,6 +150,29 @@ class PodRunner:
                            AWS_WEB_IDENTITY_TOKEN_FILE=f"{FORGED_MOUNT}/token")
             if azure is not None:
                 env["AZURE_FEDERATED_TOKEN_FILE"] = f"{FORGED_MOUNT}/token"
+        if template is not None:
+            container = self._template_container(template, env, mounts, targets, aws, azure)
+            volumes += [client.V1Volume(name=v.name, empty_dir=client.V1EmptyDirVolumeSource())
+                        if v.empty_dir else client.V1Volume(
+                            name=v.name,
+                            config_map=client.V1ConfigMapVolumeSource(name=v.config_map))
+                        for v in template.volumes]
+        else:
+            container = self._probe_container(env, mounts, targets, aws, azure)
+        labels = {RUN_LABEL: self.run_id}
+        if azure is not None:
+            labels["azure.workload.identity/use"] = "true"
+        return client.V1Pod(
+            metadata=client.V1ObjectMeta(name=pod_name, labels=labels),
+            spec=client.V1PodSpec(
+                service_account_name=service_account, restart_policy="Never",
+                automount_service_account_token=False, node_name=self.settings.node_name,
+                termination_grace_period_seconds=0, volumes=volumes,
+                containers=[container]))
+
+    def _probe_container(self, env: dict[str, str], mounts: list[client.V1VolumeMount],
+                         targets: SdkTargets, aws: AwsWorkload | None,
+                         azure: AzureWorkload | None) -> client.V1Container:
         args = ["-m", "crossfed.probe", "--termination-log", TERMINATION_LOG]
         if aws is not None:
             args += ["--aws-bucket", aws.bucket]
@@ -124,24 +180,34 @@ class PodRunner:
             args += ["--azure-vault-url", azure.vault_url, "--azure-secret", azure.secret]
             if targets.skip_challenge_resource_check:
                 args.append("--azure-skip-challenge-resource-check")
-        labels = {RUN_LABEL: self.run_id}
-        if azure is not None:
-            labels["azure.workload.identity/use"] = "true"
-        pod = client.V1Pod(
-            metadata=client.V1ObjectMeta(name=pod_name, labels=labels),
-            spec=client.V1PodSpec(
-                service_account_name=service_account, restart_policy="Never",
-                automount_service_account_token=False, node_name=self.settings.node_name,
-                termination_grace_period_seconds=0, volumes=volumes,
-                containers=[client.V1Container(
-                    name="probe", image=self.settings.image,
-                    image_pull_policy=self.settings.pull_policy,
-                    command=[PROBE_PYTHON], args=args, volume_mounts=mounts,
-                    env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()])]))
-        self.core.create_namespaced_pod(namespace, pod)
-        return self._wait(namespace, pod_name)
+        return client.V1Container(
+            name="probe", image=self.settings.image,
+            image_pull_policy=self.settings.pull_policy,
+            command=[PROBE_PYTHON], args=args, volume_mounts=mounts,
+            env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()])
 
-    def _wait(self, namespace: str, pod_name: str = "probe") -> ProbeResult:
+    def _template_container(self, template: WorkloadTemplate, env: dict[str, str],
+                            mounts: list[client.V1VolumeMount], targets: SdkTargets,
+                            aws: AwsWorkload | None,
+                            azure: AzureWorkload | None) -> client.V1Container:
+        """The template's container: crossfed's env and the targets first, so the template's
+        $(...) references see them (Kubernetes expands only earlier variables) and its own
+        values win; the webhook adds its variables where the container lacks them."""
+        env = {**env, **target_env(aws.bucket if aws else None,
+                                   azure.vault_url if azure else None,
+                                   azure.secret if azure else None,
+                                   targets.skip_challenge_resource_check), **dict(template.env)}
+        return client.V1Container(
+            name=template.name, image=template.image,
+            image_pull_policy=template.pull_policy or self.settings.pull_policy,
+            command=list(template.command), args=list(template.args) or None,
+            volume_mounts=[*mounts, *(client.V1VolumeMount(
+                name=v.name, mount_path=v.mount_path, read_only=not v.empty_dir)
+                for v in template.volumes)],
+            env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()])
+
+    def _wait(self, namespace: str, pod_name: str = "probe",
+              template: bool = False) -> ProbeResult:
         deadline = time.monotonic() + self.settings.timeout
         phase = "Pending"
         while time.monotonic() < deadline:
@@ -162,8 +228,13 @@ class PodRunner:
             lines = _termination_message(stored)  # other's /var/log/pods entries)
         report: dict[str, Any] = json.loads(lines[-1]) if lines else {
             "error": f"probe printed no JSON line (pod phase {phase})"}
+        code = _exit_code(stored, phase)
+        if template:  # a user's workload: its own output is what is judged
+            diagnostics = "" if code == 0 else self.diagnostics(namespace, logs, pod_name)
+            return ProbeResult(report if lines else {}, code, diagnostics, received,
+                               stdout=scrub_text(logs)[-4000:],
+                               missing_paths=missing_in_pod(logs, stored))
         diagnostics = "" if lines else self.diagnostics(namespace, logs, pod_name)
-        code = 0 if phase == "Succeeded" else 1
         return ProbeResult(report, code, diagnostics, received)
 
     def diagnostics(self, namespace: str, logs: str, pod_name: str = "probe") -> str:
@@ -178,6 +249,30 @@ class PodRunner:
         lines = [f"event {e.reason}: {e.message}" for e in events]
         return scrub_text("\n".join([*lines, f"mutation received: {mutation}", "logs:",
                                       scrub_text(logs)[-2000:]]))
+
+
+def _exit_code(pod: client.V1Pod, phase: str) -> int:
+    """The container's exit code as the kubelet recorded it; else by phase."""
+    for status in pod.status.container_statuses or []:
+        terminated = status.state.terminated if status.state else None
+        if terminated is not None and terminated.exit_code is not None:
+            return int(terminated.exit_code)
+    return 0 if phase == "Succeeded" else 1
+
+
+def missing_in_pod(logs: str, pod: client.V1Pod) -> tuple[str, ...]:
+    """The paths under /var/run/secrets a workload's logs name that its pod did not have: not
+    a token file the pod's env names (where the webhook put the token) and not inside one of
+    its other mounts. The process environment looks at the files themselves instead."""
+    container = pod.spec.containers[0]
+    tokens = {e.value for e in container.env or []
+              if e.name in ("AZURE_FEDERATED_TOKEN_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE")}
+    token_dirs = {t.rsplit("/", 1)[0] for t in tokens if t}
+    other = [m.mount_path.rstrip("/") + "/" for m in container.volume_mounts or []
+             if not any(d == m.mount_path.rstrip("/") or d.startswith(m.mount_path.rstrip("/")
+                                                                    + "/") for d in token_dirs)]
+    return tuple(p for p in named_paths(logs) if p not in tokens
+                 and not any(p.startswith(m) for m in other))
 
 
 def _termination_message(pod: client.V1Pod) -> list[str]:

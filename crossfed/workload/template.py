@@ -127,8 +127,11 @@ class WorkloadTemplate:
             raise TemplateError(str(path), "(file)", f"cannot be read ({exc.strerror})",
                                 "give the path of a YAML workload template") from exc
         except yaml.YAMLError as exc:
-            raise TemplateError(str(path), "(file)", f"is not YAML ({exc})",
-                                "fix the YAML syntax") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise TemplateError(str(path), "(file)", f"is not YAML ({where}{problem})",
+                                "fix the YAML syntax there") from exc
         return cls.from_dict(data, str(path), path.parent)
 
     @classmethod
@@ -164,26 +167,6 @@ class WorkloadTemplate:
             check.fail("volumes", f"name {duplicate!r} is used twice", "name each volume once")
         return cls(source, image.strip(), command, args, check.env(data.get("env", {})),
                    volumes, check.success(data.get("success", {"exitCode": 0})), name, pull)
-
-    # -- the pod: the container that replaces the probe's ------------------------------------
-
-    def container_spec(self, crossfed_env: Mapping[str, str],
-                       mounts: list[dict[str, Any]], pull_policy: str) -> dict[str, Any]:
-        """The container, as the API's JSON: crossfed's env first (the CA bundle, endpoints,
-        targets), so the template's $(...) references and overrides see it; the webhook adds
-        its variables to what is here, leaving alone any the template sets itself."""
-        env = {**crossfed_env, **dict(self.env)}
-        return {"name": self.name, "image": self.image,
-                "imagePullPolicy": self.pull_policy or pull_policy,
-                "command": list(self.command), "args": list(self.args),
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-                "volumeMounts": [*mounts, *({"name": v.name, "mountPath": v.mount_path,
-                                             "readOnly": not v.empty_dir}
-                                            for v in self.volumes)]}
-
-    def pod_volumes(self) -> list[dict[str, Any]]:
-        return [{"name": v.name, "emptyDir": {}} if v.empty_dir else
-                {"name": v.name, "configMap": {"name": v.config_map}} for v in self.volumes]
 
     # -- the process environment --------------------------------------------------------------
 
