@@ -86,6 +86,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="what mutates the pods: the real webhook charts (kind: installed with helm; "
              "kubeconfig: the cluster's own) or crossfed's reference mutator "
              "(default: real on kind, reference on kubeconfig)")
+    add("--webhook-versions", default=None, metavar="eks=V,azwi=V",
+        help="webhook versions the scenarios run on (the reference mutator's contracts and "
+             "the process environment's), e.g. eks=v0.5.2,azwi=v1.5.1 (default: eks=v0.6.17,"
+             "azwi=v1.5.1)")
+    add("--upgrade-webhooks-to", default=None, metavar="eks=V,azwi=V",
+        help="run every local scenario before and after an upgrade in place to these "
+             "versions (environments become E@before and E@after); prints the contract diff")
     add("--kind-cluster-name", default="crossfed",
         help="kind cluster to create or reuse (default: crossfed); its key and issuer port are "
              "kept in ~/.cache/crossfed/tools/kind/<name>")

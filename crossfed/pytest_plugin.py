@@ -59,6 +59,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("the kind environment brings its own issuer (key and port kept "
                                 "with the cluster): drop --crossfed-issuer-key/-url/-port "
                                 "(or CROSSFED_ISSUER_*), or select other environments")
+    from crossfed.upgrade_flow import chosen_versions
+
+    _, upgrade = chosen_versions(config.getoption)
+    if upgrade is not None and config.getoption("--crossfed-webhooks") == "real":
+        raise pytest.UsageError("--upgrade-webhooks-to with --crossfed-webhooks real: helm "
+                                "upgrade of the real charts is not built yet; use "
+                                "--crossfed-webhooks reference (the reference mutator switches "
+                                "contract)")
     from crossfed.cloud.options import CloudSettings
 
     problems = CloudSettings.from_options(config.getoption).problems()
@@ -166,11 +174,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(f"crossfed: {environment}: {len(outcomes)} cloud "
                                         f"scenarios skipped: {reason}")
             continue
-        where = "in processes" if environment.endswith("process") else "in pods"
+        where = ("in processes" if environment.split("@")[0].endswith("process")
+                 else "in pods")
         terminalreporter.write_line(
             f"crossfed: {environment}: {len(passed)} of {len(outcomes)} scenarios passed {where}"
             + (f"; not passed: {', '.join(others)}" if others else ""))
         terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
+    from crossfed.upgrade_flow import chosen_versions, summary_lines
+
+    if SCENARIO_OUTCOMES:
+        for line in summary_lines(*chosen_versions(config.getoption)):
+            terminalreporter.write_line(f"crossfed: {line}")
     import sys
 
     tier = sys.modules.get("crossfed.cloud.environment")  # imported only if the tier ran
@@ -207,6 +221,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config.stash[USED] = True
     own = {mark.name for mark in metafunc.definition.iter_markers()}
     params = []
+    from crossfed.upgrade_flow import chosen_versions, phase_names
+
+    upgrading = chosen_versions(config.getoption)[1] is not None
     if "cloud" not in own or "local" in own:
         for name in selected_environments(config):
             marks: list[Any] = [pytest.mark.local]
@@ -215,7 +232,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             status = kind_status(config) if name == "kind" else None
             if status:  # asked for explicitly, but not usable here: skipped, with the reason
                 marks.append(pytest.mark.skip(reason=status))
-            params.append(pytest.param(name, marks=marks, id=name))
+            for phase_name in phase_names(name, upgrading):  # E, or E@before and E@after
+                params.append(pytest.param(phase_name, marks=marks, id=phase_name))
     from crossfed.cloud.options import CloudSettings
 
     settings = CloudSettings.from_options(config.getoption)
@@ -315,7 +333,7 @@ def pytest_configure_node(node: Any) -> None:
 
 def _runs_kind_scenarios(session: pytest.Session) -> bool:
     return any(getattr(item, "callspec", None) is not None
-               and item.callspec.params.get("crossfed_env_name") == "kind"
+               and str(item.callspec.params.get("crossfed_env_name")).split("@")[0] == "kind"
                for item in session.items)
 
 
@@ -467,12 +485,16 @@ def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str)
 
         return CloudScenarios(request.getfixturevalue("crossfed_cloud_tier"),
                               crossfed_env_name.split("-", 1)[1])
+    from crossfed.upgrade_flow import chosen_versions, split, versions_for
+
+    environment, phase = split(crossfed_env_name)
+    versions = versions_for(phase, *chosen_versions(request.config.getoption))
     clouds = request.getfixturevalue("crossfed_clouds")
-    if crossfed_env_name == "process":
-        return Scenarios(clouds)
+    if environment == "process":
+        return Scenarios(clouds, name=crossfed_env_name, versions=versions)
     fixture = {"kubeconfig": "crossfed_cluster", "kind": "crossfed_kind_cluster"}
-    return Scenarios(clouds, request.getfixturevalue(fixture[crossfed_env_name]),
-                     name=crossfed_env_name)
+    return Scenarios(clouds, request.getfixturevalue(fixture[environment]),
+                     name=crossfed_env_name, versions=versions)
 
 
 @pytest.fixture
@@ -496,3 +518,13 @@ def __getattr__(name: str) -> Any:
 
         return Federation
     raise AttributeError(name)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """With --upgrade-webhooks-to: per environment, all `before` scenarios, then all `after`."""
+    if not config.getoption("--upgrade-webhooks-to"):
+        return
+    from crossfed.upgrade_flow import order_items
+
+    order_items(items)

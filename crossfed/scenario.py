@@ -22,6 +22,7 @@ from crossfed.issuer.variants import token_for
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, IssuerVariant, isolate
 from crossfed.redact import scrub_text
 from crossfed.verdict import AwsEvidence, AzureEvidence, VerdictError, check_aws, check_azure
+from crossfed.webhooks.versions import WebhookVersions
 from crossfed.workload.process import (
     AwsWorkload,
     AzureWorkload,
@@ -46,17 +47,22 @@ def _told(unknown: bool, real: str) -> str:
     return str(uuid.uuid4()) if unknown else real
 
 
-def workloads(plan: FederationPlan, run: ScenarioRun
+def workloads(plan: FederationPlan, run: ScenarioRun,
+              versions: WebhookVersions | None = None
               ) -> tuple[AwsWorkload | None, AzureWorkload | None]:
     """What the workload is given for the applied objects: a role and bucket; a client id,
-    tenant, vault and secret (a made-up client id or tenant where the plan says so)."""
-    aws = AwsWorkload(run.applied.role_arn, run.applied.bucket) if run.applied else None
+    tenant, vault and secret (a made-up client id or tenant where the plan says so); the
+    webhooks' contracts at `versions` (None: the defaults)."""
+    versions = versions or WebhookVersions()
+    aws = AwsWorkload(run.applied.role_arn, run.applied.bucket,
+                      webhook=versions.eks_settings()) if run.applied else None
     azure = None
     if run.applied_azure is not None and plan.azure is not None:
         applied = run.applied_azure
         azure = AzureWorkload(_told(plan.azure.unknown_client_id, applied.client_id),
                               _told(plan.azure.unknown_tenant, applied.tenant_id),
-                              applied.vault_url, applied.secret_name)
+                              applied.vault_url, applied.secret_name,
+                              contract=versions.azwi_contract())
     return aws, azure
 
 
@@ -64,9 +70,12 @@ class Scenarios:
     """Runs plans against the local stand-ins, in a process or in pods of `cluster`."""
 
     def __init__(self, clouds: LocalStandIns, cluster: KubeconfigCluster | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, versions: WebhookVersions | None = None) -> None:
         self.clouds, self.cluster = clouds, cluster
         self.name = name or ("process" if cluster is None else "kubeconfig")
+        self.versions = versions or WebhookVersions()
+        if cluster is not None:
+            cluster.use_webhook_versions(self.versions)
 
     def issuer_for(self, variant: IssuerVariant) -> Issuer | LearnedIssuer:
         """The plan's issuer; "primary" is the cluster's own when it signs with its own key."""
@@ -109,7 +118,7 @@ class Scenarios:
         targets = SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle,
                              authority_host=self.clouds.azure.entra.authority_host,
                              skip_challenge_resource_check=True)
-        aws, azure = workloads(plan, run)
+        aws, azure = workloads(plan, run, self.versions)
         if self.cluster is None:
             assert token is not None
             run.result = run_probe(token, targets, aws=aws, azure=azure,

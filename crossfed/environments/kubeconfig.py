@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from crossfed.issuer.issuer import Issuer
 from crossfed.issuer.learned import LearnedIssuer, LearnError, learn_from_api_server
 from crossfed.pki import RunCA
 from crossfed.webhooks.reference_mutator import MutatorApp, MutatorSettings, webhook_configuration
+from crossfed.webhooks.versions import WebhookVersions
 from crossfed.workload.pod import RUN_LABEL, PodRunner, PodSettings
 
 if TYPE_CHECKING:
@@ -83,6 +84,17 @@ class KubeconfigCluster:
                                    azure_authority_host=azure.entra.authority_host + "/")
         return cls(options, clouds.ca, clouds.run_id, settings,
                    own_issuer=clouds.issuer.issuer, mirror=clouds.mirror_issuer)
+
+    def use_webhook_versions(self, versions: WebhookVersions) -> None:
+        """The reference mutator switches contract (the upgrade flow on a cluster without the
+        real webhooks); pods created from now on get that version's mutation."""
+        if not self.options.reference_mutator:
+            return  # the cluster's own webhooks: their versions are what is installed
+        settings = self.mutator.settings
+        if (settings.eks.version, settings.azure.version) != (versions.eks, versions.azwi):
+            log.info("crossfed: reference mutator now applies %s", versions)
+        self.mutator.settings = replace(settings, eks=versions.eks_settings(settings.eks),
+                                        azure=versions.azwi_contract())
 
     def _learn_issuer(self, api_client: client.ApiClient,
                       own: Issuer) -> LearnedIssuer | None:
