@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from crossfed.cleanup import Teardown
     from crossfed.plan import FederationPlan
     from crossfed.scenario import ScenarioRun, Scenarios
+    from crossfed.webhooks.versions import WebhookVersions
 
 
 class Federation:
@@ -25,8 +26,13 @@ class Federation:
 
     @property
     def environment_name(self) -> str:
-        """Where the workload runs: "process", "kind" or "kubeconfig"."""
-        return self.environment.name
+        """Where the workload runs: "process", "kind" or "kubeconfig" (without the upgrade
+        flow's @before/@after: `webhook_versions` says which versions are in force)."""
+        return self.environment.name.split("@")[0]
+
+    @property
+    def webhook_versions(self) -> WebhookVersions:
+        return self.environment.versions
 
     def run(self, plan: FederationPlan) -> ScenarioRun:
         from crossfed.issuer.learned import SigningKeyUnavailable

@@ -21,7 +21,14 @@ from crossfed.issuer.learned import LearnedIssuer
 from crossfed.issuer.variants import token_for
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, IssuerVariant, isolate
 from crossfed.redact import scrub_text
-from crossfed.verdict import AwsEvidence, AzureEvidence, VerdictError, check_aws, check_azure
+from crossfed.verdict import (
+    AwsEvidence,
+    AzureEvidence,
+    VerdictError,
+    check_aws,
+    check_azure,
+    check_template,
+)
 from crossfed.webhooks.versions import WebhookVersions
 from crossfed.workload.process import (
     AwsWorkload,
@@ -29,6 +36,7 @@ from crossfed.workload.process import (
     ProbeResult,
     SdkTargets,
     run_probe,
+    run_workload,
 )
 
 log = logging.getLogger("crossfed")
@@ -119,19 +127,29 @@ class Scenarios:
                              authority_host=self.clouds.azure.entra.authority_host,
                              skip_challenge_resource_check=True)
         aws, azure = workloads(plan, run, self.versions)
+        template = plan.template()  # a user's own workload in place of the probe
         if self.cluster is None:
             assert token is not None
-            run.result = run_probe(token, targets, aws=aws, azure=azure,
-                                   work_root=self.clouds.state_dir / "pods")
+            if template is not None:
+                run.result = run_workload(template, token, targets, aws=aws, azure=azure,
+                                          work_root=self.clouds.state_dir / "pods")
+            else:
+                run.result = run_probe(token, targets, aws=aws, azure=azure,
+                                       work_root=self.clouds.state_dir / "pods")
         else:
             run.result = self.cluster.runner.run(
                 plan.workload.namespace, plan.workload.name, targets, teardown, aws=aws,
                 azure=azure, forged_token=token,
-                aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None)
+                aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None,
+                template=template)
         return run
 
     def verdict(self, run: ScenarioRun) -> None:
         assert run.result is not None
+        template = run.plan.template()
+        if template is not None:  # judged by its own success condition, not the probe's report
+            check_template(run.plan.name, template, run.result, self.versions.azwi_contract())
+            return
         if "probe" not in run.result.report:
             raise VerdictError(f"plan {run.plan.name!r} ({self.name}): the probe failed (exit "
                                f"{run.result.exit_code}) before reporting:\n"

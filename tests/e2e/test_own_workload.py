@@ -85,3 +85,26 @@ def test_hard_coded_token_path_fails_on_v1_6_0_with_the_moved_path(
     # Entra never saw a token: the workload failed before the exchange.
     told = result.env["AZURE_CLIENT_ID"]
     assert federation.environment.clouds.azure.entra.decisions.for_target(told) == []
+
+
+HARD_CODED = "/var/run/secrets/azure/tokens/azure-identity-token"
+
+
+def test_the_same_workload_across_a_webhook_upgrade(federation: Federation) -> None:
+    """Through `federation.check`, on the session's webhook versions (with
+    --upgrade-webhooks-to azwi=v1.6.0 it runs before and after the upgrade): it passes where
+    the contract still mounts the token at the hard-coded path, and fails with the diagnosis
+    where it moved."""
+    if federation.environment_name != "process":
+        pytest.skip("a workload template in pods has not run on a cluster yet: process only")
+    plan = AZURE_ALLOWED.but(name="own-workload", workload_template=str(TEMPLATE))
+    contract = federation.webhook_versions.azwi_contract()
+    if contract.token_path == HARD_CODED:
+        run = federation.check(plan)
+        assert run.result is not None and run.result.report.get("ok") is True
+        return
+    with pytest.raises(VerdictError) as failed:
+        federation.check(plan)
+    assert (f"token file {HARD_CODED} does not exist: azure-workload-identity "
+            f"{contract.version} mounts the token at {contract.token_path}; read the path from "
+            "AZURE_FEDERATED_TOKEN_FILE instead of hard-coding it") in str(failed.value)
