@@ -325,10 +325,12 @@ class KindEnvironment:
             return False
         result = self.runner([str(self.tools.docker), "image", "inspect", "--format",
                               "{{json .Config.Labels}}", image], timeout=60)
-        if result.returncode != 0:
-            raise KindSetupError(f"node image {image} is not in docker's image store "
-                                 "(docker image inspect failed): build or load it first, e.g. "
-                                 "cluster/kind/build-images.sh, or drop --kind-node-image")
+        if result.returncode != 0:  # not here yet: kind pulls it where a registry answers
+            log.warning("crossfed kind: node image %s is not in docker's image store, so its "
+                        "labels cannot be read; kind will pull it (build or load a local one "
+                        "first where no registry answers, e.g. cluster/kind/build-images.sh; "
+                        "--kind-disable-default-cni if it has no default CNI)", image)
+            return False
         labels = json.loads(result.stdout or "null") or {}
         if labels.get(NO_DEFAULT_CNI_LABEL) == "none":
             log.info("crossfed kind: node image %s has no default CNI (label %s=none): "

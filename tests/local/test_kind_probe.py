@@ -190,18 +190,21 @@ def test_no_node_image_means_kinds_own_image_and_its_cni(tmp_path):
         env.stop()
 
 
-def test_a_node_image_docker_does_not_have_says_to_build_or_load_it(tmp_path):
+def test_a_node_image_docker_does_not_have_is_left_to_kind_with_a_warning(tmp_path, caplog):
+    """A published image not pulled yet has no labels to read: kind pulls it (a laptop with a
+    registry); the warning says what to do where none answers."""
     fake = NodeImageTools({"some/other-node:v1": {NO_DEFAULT_CNI_LABEL: "none"}})
-    env = KindEnvironment(KindSettings(state_dir=tmp_path / "state", node_image=NODE_IMAGE),
-                          TOOLS, runner=fake)
-    with pytest.raises(KindSetupError) as caught:
-        env.start(tmp_path / "pki")
-    message = str(caught.value)
-    assert NODE_IMAGE in message
-    assert "build or load it" in message and "--kind-node-image" in message
-    assert not [c for c in fake.of("kind") if c[:2] == ["create", "cluster"]]
-    assert fake.clusters == {}
-    assert env.stop() == []  # the issuer it had started was stopped by the failure
+    env = start(tmp_path, fake, node_image=NODE_IMAGE)
+    try:
+        config = created_config(tmp_path, fake)
+        assert "disableDefaultCNI" not in config["networking"]
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+                    and "labels cannot be read" in r.getMessage()]
+        assert len(warnings) == 1 and NODE_IMAGE in warnings[0]
+        assert "build or load a local one" in warnings[0]
+        assert "--kind-disable-default-cni" in warnings[0]
+    finally:
+        env.stop()
 
 
 def test_a_given_probe_archive_is_loaded_as_it_is_and_once(tmp_path):
