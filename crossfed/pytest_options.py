@@ -93,6 +93,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--upgrade-webhooks-to", default=None, metavar="eks=V,azwi=V",
         help="run every local scenario before and after an upgrade in place to these "
              "versions (environments become E@before and E@after); prints the contract diff")
+    add("--check-drift", action="store_true", default=False,
+        help="fail a pod scenario whose pod's mutation (created against submitted) differs "
+             "from what the reference mutator computes at --webhook-versions")
+    add("--record-mutations", default=None, metavar="DIR",
+        help="write each scenario pod's mutation as a golden file, per webhook versions")
+    add("--compare-mutations", default=None, metavar="DIR",
+        help="fail a pod scenario whose mutation differs from DIR's golden (an earlier "
+             "run's --record-mutations)")
+    add("--plant-webhook-versions", default=None, metavar="eks=V,azwi=V",
+        help="the reference mutator serves these versions while --check-drift expects "
+             "--webhook-versions: proves the drift check catches a changed webhook")
     add("--kind-cluster-name", default="crossfed",
         help="kind cluster to create or reuse (default: crossfed); its key and issuer port are "
              "kept in ~/.cache/crossfed/tools/kind/<name>")

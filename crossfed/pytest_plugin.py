@@ -412,12 +412,17 @@ def crossfed_clouds(request: pytest.FixtureRequest) -> Iterator[LocalStandIns]:
     clouds.stop()
 
 
-def _connect(options: Any, clouds: LocalStandIns) -> Any:
+def _connect(options: Any, clouds: LocalStandIns, config: pytest.Config) -> Any:
     """A KubeconfigCluster attached to the run's stand-ins (their CA, tenant, Entra); a cluster
     that signs with a key of its own has its issuer learned and mirrored for the stand-ins."""
     from crossfed.environments.kubeconfig import KubeconfigCluster
+    from crossfed.webhooks.pod_drift import watch_from_options
 
-    return KubeconfigCluster.for_clouds(options, clouds)
+    cluster = KubeconfigCluster.for_clouds(options, clouds)
+    watch, planted = watch_from_options(config.getoption, cluster.core)
+    if watch is not None:
+        cluster.watch_mutations(watch, planted)
+    return cluster
 
 
 @pytest.fixture(scope="session")
@@ -434,20 +439,22 @@ def crossfed_cluster(request: pytest.FixtureRequest, crossfed_clouds: LocalStand
                        node_name=request.config.getoption("--crossfed-node"))
     reference = request.config.getoption("--crossfed-webhooks") != "real"
     cluster = _connect(KubeconfigOptions(kubeconfig, pods, reference_mutator=reference),
-                       crossfed_clouds)
+                       crossfed_clouds, request.config)
     yield cluster
     cluster.stop()
 
 
 @pytest.fixture(scope="session")
-def crossfed_kind_cluster(crossfed_kind: KindEnvironment, crossfed_clouds: LocalStandIns):
+def crossfed_kind_cluster(request: pytest.FixtureRequest, crossfed_kind: KindEnvironment,
+                          crossfed_clouds: LocalStandIns):
     """The `kind` environment's cluster: webhooks installed (or the reference mutator)."""
     assert crossfed_kind.state is not None
     if crossfed_clouds.issuer.url != crossfed_kind.state.issuer_url:
         raise RuntimeError(f"the stand-ins trust issuer {crossfed_clouds.issuer.url}, but the "
                            f"kind cluster names {crossfed_kind.state.issuer_url}")
     cluster = crossfed_kind.attach(crossfed_clouds.azure.tenant_id,
-                                   lambda options: _connect(options, crossfed_clouds))
+                                   lambda options: _connect(options, crossfed_clouds,
+                                                            request.config))
     yield cluster
     cluster.stop()
 

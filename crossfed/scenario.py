@@ -110,6 +110,7 @@ class Scenarios:
 
     def run(self, plan: FederationPlan, teardown: Teardown) -> ScenarioRun:
         suffix = f"{self.clouds.run_id}-{hashlib.sha256(plan.name.encode()).hexdigest()[:6]}"
+        original_name = plan.name
         plan = isolate(plan, suffix)
         run = ScenarioRun(plan)
         issuer = self.issuer_for(plan.issuer)
@@ -128,6 +129,8 @@ class Scenarios:
                              skip_challenge_resource_check=True)
         aws, azure = workloads(plan, run, self.versions)
         template = plan.template()  # a user's own workload in place of the probe
+        if self.cluster is not None and self.cluster.watch is not None:
+            self.cluster.watch.case = original_name  # the golden's name: stable across runs
         if self.cluster is None:
             assert token is not None
             if template is not None:
@@ -146,6 +149,13 @@ class Scenarios:
 
     def verdict(self, run: ScenarioRun) -> None:
         assert run.result is not None
+        watch = self.cluster.watch if self.cluster is not None else None
+        drifted = watch.verdict_lines(run.plan.workload.namespace) if watch else []
+        if drifted:
+            raise VerdictError(f"plan {run.plan.name!r} ({self.name}): the pod's mutation "
+                               f"differs from the contract of {self.versions} (the webhook "
+                               "changed behaviour, or crossfed's contract is out of date):\n  "
+                               + "\n  ".join(drifted))
         template = run.plan.template()
         if template is not None:  # judged by its own success condition, not the probe's report
             check_template(run.plan.name, template, run.result, self.versions.azwi_contract())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from crossfed.https_server import HTTPSServer
 from crossfed.issuer.issuer import Issuer
 from crossfed.issuer.learned import LearnedIssuer, LearnError, learn_from_api_server
 from crossfed.pki import RunCA
+from crossfed.webhooks.pod_drift import MutationWatch, oracle_settings
 from crossfed.webhooks.reference_mutator import MutatorApp, MutatorSettings, webhook_configuration
 from crossfed.webhooks.versions import WebhookVersions
 from crossfed.workload.pod import RUN_LABEL, PodRunner, PodSettings
@@ -70,6 +71,10 @@ class KubeconfigCluster:
             if self.issuer is not None and mirror is not None:
                 mirror(self.issuer)
         self.mutator = MutatorApp(self._annotations, mutator)
+        self.base_mutator = mutator  # tenant, authority host and flags; versions vary
+        self.webhook_versions = WebhookVersions()
+        self.planted: WebhookVersions | None = None
+        self.watch: MutationWatch | None = None
         if options.reference_mutator:
             self._register_mutator(ca, run_id)
         workload_ca = (Path(ca.bundle_path) if options.workload_ca == "run"
@@ -86,15 +91,27 @@ class KubeconfigCluster:
                    own_issuer=clouds.issuer.issuer, mirror=clouds.mirror_issuer)
 
     def use_webhook_versions(self, versions: WebhookVersions) -> None:
-        """The reference mutator switches contract (the upgrade flow on a cluster without the
-        real webhooks); pods created from now on get that version's mutation."""
+        """The versions in force: what the drift check expects, and what the reference mutator
+        applies (the upgrade flow on a cluster without the real webhooks switches it here);
+        pods created from now on get that version's mutation. With `planted` versions the
+        reference mutator serves those instead, while the oracle still expects `versions`."""
+        self.webhook_versions = versions
         if not self.options.reference_mutator:
             return  # the cluster's own webhooks: their versions are what is installed
+        served = self.planted or versions
         settings = self.mutator.settings
-        if (settings.eks.version, settings.azure.version) != (versions.eks, versions.azwi):
-            log.info("crossfed: reference mutator now applies %s", versions)
-        self.mutator.settings = replace(settings, eks=versions.eks_settings(settings.eks),
-                                        azure=versions.azwi_contract())
+        if (settings.eks.version, settings.azure.version) != (served.eks, served.azwi):
+            log.info("crossfed: reference mutator now applies %s", served)
+        self.mutator.settings = oracle_settings(settings, served)
+
+    def watch_mutations(self, watch: MutationWatch, planted: WebhookVersions | None = None
+                        ) -> None:
+        """Check (and/or record, compare) each pod's mutation; see crossfed.webhooks.pod_drift."""
+        self.watch, self.planted = watch, planted
+        watch.oracle = lambda: (self.webhook_versions,
+                                oracle_settings(self.base_mutator, self.webhook_versions))
+        self.runner.observe = watch
+        self.use_webhook_versions(self.webhook_versions)
 
     def _learn_issuer(self, api_client: client.ApiClient,
                       own: Issuer) -> LearnedIssuer | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class PodRunner:
     def __init__(self, core: client.CoreV1Api, run_id: str, ca_bundle: Path | None,
                  settings: PodSettings) -> None:
         self.core, self.run_id, self.ca_bundle, self.settings = core, run_id, ca_bundle, settings
+        # Called with (namespace, submitted pod, created pod) as dicts: the drift check.
+        self.observe: Callable[[str, dict[str, Any], dict[str, Any]], None] | None = None
 
     def _namespace(self, name: str, teardown: Teardown) -> None:
         body = client.V1Namespace(metadata=client.V1ObjectMeta(
@@ -117,7 +120,10 @@ class PodRunner:
                     data=dict(volume.files)))
         pod = self.build_pod(service_account, targets, aws, azure, forged_token, pod_name,
                              template)
-        self.core.create_namespaced_pod(namespace, pod)
+        created = self.core.create_namespaced_pod(namespace, pod)
+        if self.observe is not None:
+            serialize = self.core.api_client.sanitize_for_serialization
+            self.observe(namespace, serialize(pod), serialize(created))
         return self._wait(namespace, pod_name, template is not None)
 
     def build_pod(self, service_account: str, targets: SdkTargets,
