@@ -9,6 +9,9 @@ trust the issuer the cluster names:
     ... the run starts its stand-ins with `state.key`, `issuer` and on `bridge` ...
     attach(tenant, connect)   webhooks (real charts with helm, or none for the reference
                               mutator), then the KubeconfigCluster `connect` builds
+    upgrade_webhooks(tenant, versions)
+                              `helm upgrade` in place of the releases whose version changes
+                              (kind_upgrade.py); nothing with the reference mutator
     stop()                    what start() and attach() created, in reverse order
 
 The state that must outlive a run lives in `KindSettings.directory` (default
@@ -24,7 +27,6 @@ orchestration is tested with a recorder that answers as those tools do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -49,6 +51,13 @@ from crossfed.environments.kind_probe import (  # noqa: F401 (DEFAULT_DOCKERFILE
     ProbeImageError,
     probe_context,
 )
+from crossfed.environments.kind_upgrade import (
+    installed_versions,
+    mark_progress,
+    release_marks,
+    releases_fingerprint,
+    releases_to_install,
+)
 from crossfed.environments.kubeconfig import KubeconfigOptions
 from crossfed.https_server import LOOPBACK
 from crossfed.issuer.issuer import JWKS_PATH
@@ -57,6 +66,7 @@ from crossfed.issuer.server import DISCOVERY_PATH, IssuerServer
 from crossfed.pki import RunCA
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE
 from crossfed.webhooks import charts
+from crossfed.webhooks.versions import WebhookVersions
 from crossfed.workload.pod import PodSettings
 
 log = logging.getLogger("crossfed")
@@ -117,6 +127,9 @@ class KindSettings:
     # pytest-xdist: the controller's run, which deletes the cluster once every worker is done
     run_token: str | None = None
     webhook_checks: int = 40  # polls (3 s apart) for the caBundle to be injected
+    # The webhook versions attach() installs (--webhook-versions); None: the charts' pins
+    # (charts.EKS_WEBHOOK_VERSION, charts.AZWI_VERSION), i.e. WebhookVersions()'s defaults
+    webhook_versions: WebhookVersions | None = None
 
     def __post_init__(self) -> None:
         if self.webhooks not in WEBHOOK_MODES:
@@ -226,14 +239,19 @@ class KindEnvironment:
                 self._load_probe_image()
         return self
 
-    def attach(self, azure_tenant_id: str, connect: Callable[[KubeconfigOptions], T]) -> T:
-        """Install the webhooks (real) or make sure none are (reference), then connect."""
+    def attach(self, azure_tenant_id: str, connect: Callable[[KubeconfigOptions], T], *,
+               webhook_versions: WebhookVersions | None = None) -> T:
+        """Install the webhooks (real) or make sure none are (reference), then connect.
+
+        `webhook_versions` (else the setting's, else the charts' pins) chooses the chart
+        versions installed; charts.ChartVersionError when no chart ships one of them."""
         if self.kubeconfig is None or self.bridge is None:
             raise RuntimeError("KindEnvironment.attach() before start()")
+        versions = webhook_versions or self.settings.webhook_versions
         with self._undo_on_failure():
             with self._setup_lock():
                 if self.settings.webhooks == "real":
-                    self._install_webhooks(azure_tenant_id)
+                    self._install_webhooks(azure_tenant_id, versions)
                 else:
                     self._refuse_real_webhooks()
             options = KubeconfigOptions(
@@ -241,6 +259,18 @@ class KindEnvironment:
                 mutator_host=self.bridge,
                 reference_mutator=self.settings.webhooks == "reference")
             return connect(options)
+
+    def upgrade_webhooks(self, azure_tenant_id: str,
+                         versions: WebhookVersions) -> list[charts.HelmRelease]:
+        """Upgrade the real webhooks in place to `versions` (see kind_upgrade.upgrade_webhooks);
+        returns the releases upgraded, none with the reference mutator."""
+        from crossfed.environments.kind_upgrade import upgrade_webhooks
+
+        return upgrade_webhooks(self, azure_tenant_id, versions)
+
+    def installed_webhook_versions(self) -> WebhookVersions | None:
+        """The versions the cluster.json mark says are installed (None: none recorded)."""
+        return installed_versions(self._marks(self._node_id()))
 
     def stop(self) -> list[str]:
         return self._teardown.run()
@@ -397,23 +427,26 @@ class KindEnvironment:
         return self._run([str(self.tools.docker), "inspect", "--format", "{{.Id}}", node],
                          f"docker inspect {node}").stdout.strip()
 
-    def _install_webhooks(self, azure_tenant_id: str) -> None:
-        releases = [*charts.eks_webhook_stack(),
-                    charts.azure_workload_identity_webhook(azure_tenant_id)]
-        node, fingerprint = self._node_id(), _releases_fingerprint(releases)
-        if self._marks(node).get("webhooks") == fingerprint:
+    def _install_webhooks(self, azure_tenant_id: str,
+                          versions: WebhookVersions | None = None) -> None:
+        releases = charts.webhook_releases(azure_tenant_id, versions or WebhookVersions())
+        node, fingerprint = self._node_id(), releases_fingerprint(releases)
+        missing = releases_to_install(releases, self._marks(node), fingerprint)
+        if not missing:
             log.info("crossfed kind: webhooks already installed")
         else:
             if self.tools.helm is None:
                 raise RuntimeError("crossfed kind: the real webhooks need helm; find it with "
                                    "find_tools(helm=True) or pass --helm-bin")
-            for release in releases:  # in order: cert-manager before the EKS webhook
+            for release in missing:  # in order: cert-manager before the EKS webhook
                 log.info("crossfed kind: helm upgrade --install %s %s (waits for its pods)",
                          release.name, release.version)
                 argv = release.install_argv(self.tools.helm, self.directory / "helm")
                 self._run([*argv, "--kubeconfig", str(self.kubeconfig)],
                           f"helm install of {release.name} {release.version}", timeout=900)
-            self._mark(node, webhooks=fingerprint)
+                mark_progress(self, node, release)
+        self._mark(node, webhooks=fingerprint, releases=release_marks(releases),
+                   webhook_versions=str(versions or WebhookVersions()))
         self._wait_for_webhooks()
 
     def _refuse_real_webhooks(self) -> None:
@@ -455,24 +488,15 @@ class KindEnvironment:
         argv = [str(self.tools.kubectl), *args, "--kubeconfig", str(self.kubeconfig)]
         return json.loads(self._run(argv, "kubectl " + " ".join(args)).stdout)
 
-    def _marks(self, node: str) -> dict[str, str]:
+    def _marks(self, node: str) -> dict[str, Any]:
         """What this state dir already did to the cluster whose node is `node`."""
         path = self.directory / "cluster.json"
         marks = json.loads(path.read_text()) if path.exists() else {}
         return marks if marks.get("node") == node else {}
 
-    def _mark(self, node: str, **done: str) -> None:
+    def _mark(self, node: str, **done: Any) -> None:
         path = self.directory / "cluster.json"
         path.write_text(json.dumps({**self._marks(node), **done, "node": node}) + "\n")
-
-
-def _releases_fingerprint(releases: Sequence[charts.HelmRelease]) -> str:
-    # Without the tenant id: it differs every run, and crossfed's service accounts carry
-    # their own tenant-id annotation, which the webhook prefers to its configured one.
-    described = [(r.name, r.version, r.chart_path,
-                  {k: v for k, v in r.values.items() if k != "azureTenantID"})
-                 for r in releases]
-    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def webhook_problems(configurations: Sequence[Mapping[str, Any]]) -> list[str]:

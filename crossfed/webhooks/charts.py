@@ -29,6 +29,7 @@ import yaml
 
 from crossfed.secret_files import private_dir, write_private
 from crossfed.webhooks import azure_workload_identity, eks_pod_identity
+from crossfed.webhooks.versions import WebhookVersions
 
 DEFAULT_TIMEOUT = "5m0s"
 
@@ -219,6 +220,85 @@ def eks_webhook_stack(*, cert_manager_version: str = CERT_MANAGER_VERSION,
     if kwargs.get("pki") is not None:
         return [webhook]
     return [cert_manager(cert_manager_version, timeout=webhook.timeout), webhook]
+
+
+# --- chart versions by webhook version (--webhook-versions / --upgrade-webhooks-to) --------
+
+class ChartVersionError(ValueError):
+    """No chart crossfed knows ships the webhook version asked for."""
+
+
+# Which jkroepke chart version ships which webhook (its appVersion), newest chart per webhook
+# version. Source: the chart's git tags `amazon-eks-pod-identity-webhook-X` (Chart.yaml
+# appVersion), as tabulated in shared/reference/aws-federation-facts.md §5 and
+# kind-and-charts-facts.md §4.2. Where several charts ship one webhook version the newest
+# chart is taken (its templates carry the chart's own fixes; same image).
+#
+# A webhook version no chart ships is an error, not the nearest chart with `image.tag` set to
+# it: the chart's Deployment is written for its appVersion (e.g. its probes call /healthz,
+# which moved from the metrics port to the HTTPS port in v0.5.5 and left the metrics port in
+# v0.5.6; flags such as --tls-cipher-suites exist only from v0.6.13), so a foreign tag can give
+# a Deployment that never turns Ready or a webhook that rejects its flags. Passing `image_tag`
+# to eks_pod_identity_webhook() stays possible for whoever accepts that risk.
+EKS_CHART_FOR_WEBHOOK: dict[str, str] = {
+    "v0.3.0": "1.1.0",
+    "v0.4.0": "2.0.0",
+    "v0.5.1": "2.1.2",
+    "v0.5.2": "2.1.3",
+    "v0.5.7": "2.2.0",
+    "v0.6.1": "2.4.1",
+    "v0.6.3": "2.4.2",
+    "v0.6.4": "2.5.0",
+    "v0.6.6": "2.5.1",
+    "v0.6.7": "2.5.3",
+    "v0.6.9": "2.5.6",
+    "v0.6.11": "2.5.7",
+    "v0.6.12": "2.6.0",
+    "v0.6.13": "2.6.1",
+    "v0.6.14": "2.6.2",
+    "v0.6.15": "2.6.3",
+    "v0.6.16": "2.6.4",
+    "v0.6.17": "2.6.5",
+}
+# workload-identity-webhook chart versions (= app versions without "v"). Source: the
+# project's gh-pages charts/index.yaml, as listed in kind-and-charts-facts.md §4.3.
+AZWI_CHART_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.2.1", "1.2.2", "1.3.0", "1.4.0",
+                       "1.4.1", "1.5.0", "1.5.1", "1.6.0")
+
+
+def eks_chart_version(webhook_version: str) -> str:
+    """The jkroepke chart version that ships amazon-eks-pod-identity-webhook `webhook_version`."""
+    try:
+        return EKS_CHART_FOR_WEBHOOK[webhook_version]
+    except KeyError:
+        raise ChartVersionError(
+            f"eks={webhook_version}: no {EKS_WEBHOOK_CHART} chart ({EKS_WEBHOOK_REPO}) ships "
+            "that webhook version; the charts ship "
+            f"{', '.join(EKS_CHART_FOR_WEBHOOK)}") from None
+
+
+def azwi_chart_version(webhook_version: str) -> str:
+    """The workload-identity-webhook chart version of azure-workload-identity `webhook_version`."""
+    chart = webhook_version.removeprefix("v")
+    if not webhook_version.startswith("v") or chart not in AZWI_CHART_VERSIONS:
+        raise ChartVersionError(
+            f"azwi={webhook_version}: no {AZWI_CHART} chart ({AZWI_REPO}) of that version; "
+            f"there are {', '.join('v' + v for v in AZWI_CHART_VERSIONS)}")
+    return chart
+
+
+def webhook_releases(azure_tenant_id: str, versions: WebhookVersions, *,
+                     cert_manager_version: str = CERT_MANAGER_VERSION,
+                     eks: Mapping[str, Any] | None = None,
+                     azwi: Mapping[str, Any] | None = None) -> list[HelmRelease]:
+    """Every release for `versions`, in install order: cert-manager (unless `eks` gives a pki),
+    the EKS webhook's chart, the azwi chart. `eks`/`azwi`: further keyword arguments of
+    eks_pod_identity_webhook() / azure_workload_identity_webhook(). ChartVersionError when a
+    version has no chart (both are checked before anything is built)."""
+    eks_chart, azwi_chart = eks_chart_version(versions.eks), azwi_chart_version(versions.azwi)
+    return [*eks_webhook_stack(cert_manager_version=cert_manager_version, version=eks_chart,
+                               **dict(eks or {})),
+            azure_workload_identity_webhook(azure_tenant_id, azwi_chart, **dict(azwi or {}))]
 
 
 def webhook_configuration_problems(configuration: Mapping[str, Any], *,
