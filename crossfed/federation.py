@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pytest
 
+from crossfed.cleanup import Teardown
+
 if TYPE_CHECKING:
-    from crossfed.cleanup import Teardown
     from crossfed.plan import FederationPlan
-    from crossfed.scenario import ScenarioRun, Scenarios
+    from crossfed.scenario import KeptRun, ScenarioRun, Scenarios
     from crossfed.webhooks.versions import WebhookVersions
 
 
@@ -21,8 +23,49 @@ class Federation:
     `run(plan)` does the same without judging, for tests that assert on the result themselves.
     """
 
-    def __init__(self, environment: Scenarios, teardown: Teardown) -> None:
-        self.environment, self.teardown = environment, teardown
+    def __init__(self, environment: Scenarios, teardown: Teardown,
+                 kept: KeptRuns | None = None) -> None:
+        self.environment, self.teardown, self.kept = environment, teardown, kept
+
+    @property
+    def upgrade_phase(self) -> str | None:
+        """"before" or "after" a webhook upgrade (--upgrade-webhooks-to); None without one."""
+        name, sep, phase = self.environment.name.partition("@")
+        return phase if sep else None
+
+    def keep_across_upgrade(self, plans: Sequence[FederationPlan]) -> list[ScenarioRun]:
+        """Before the upgrade: apply each plan and start its workload, kept until the session
+        ends; each first result is judged now."""
+        if self.kept is None or self.upgrade_phase != "before":
+            raise RuntimeError("keep_across_upgrade() belongs to the @before phase of a run "
+                               "with --upgrade-webhooks-to")
+        runs = []
+        for plan in plans:
+            kept = self.environment.keep(plan, self.kept.teardown_for(self.environment_name))
+            self.kept.add(self.environment_name, kept)
+            self.environment.verdict(kept.run)
+            runs.append(kept.run)
+        return runs
+
+    def check_kept(self) -> list[ScenarioRun]:
+        """After the upgrade: the workloads kept from before, asked again and judged."""
+        if self.kept is None or self.upgrade_phase != "after":
+            raise RuntimeError("check_kept() belongs to the @after phase of a run with "
+                               "--upgrade-webhooks-to")
+        kept = self.kept.of(self.environment_name)
+        if not kept:
+            raise RuntimeError(f"no workload was kept in {self.environment_name}@before "
+                               "(its test failed or did not run)")
+        runs = []
+        try:
+            for one in kept:
+                run = self.environment.reprobe(one)
+                self.environment.verdict(run)
+                runs.append(run)
+        finally:  # checked: their objects go now, before other scenarios meet them
+            failures = self.kept.release(self.environment_name)
+            assert not failures, f"kept workloads' teardown left: {failures}"
+        return runs
 
     @property
     def environment_name(self) -> str:
@@ -46,3 +89,33 @@ class Federation:
         run = self.run(plan)
         self.environment.verdict(run)
         return run
+
+
+class KeptRuns:
+    """The session's workloads kept across a webhook upgrade, per environment, and the
+    teardowns that remove them and their cloud objects: once checked after the upgrade, or
+    when the session ends. While they exist no other scenario of that environment runs (the
+    upgrade tests go last before the upgrade and first after it): an OIDC provider they keep
+    would meet the scenarios that need none."""
+
+    def __init__(self) -> None:
+        self._teardowns: dict[str, Teardown] = {}
+        self._kept: dict[str, list[KeptRun]] = {}
+
+    def teardown_for(self, environment: str) -> Teardown:
+        return self._teardowns.setdefault(environment, Teardown())
+
+    def add(self, environment: str, kept: KeptRun) -> None:
+        self._kept.setdefault(environment, []).append(kept)
+
+    def of(self, environment: str) -> list[KeptRun]:
+        return list(self._kept.get(environment, []))
+
+    def release(self, environment: str) -> list[str]:
+        """Remove one environment's kept workloads and their objects; the failures."""
+        self._kept.pop(environment, None)
+        teardown = self._teardowns.pop(environment, None)
+        return teardown.run() if teardown is not None else []
+
+    def release_all(self) -> list[str]:
+        return [failure for name in list(self._teardowns) for failure in self.release(name)]

@@ -19,6 +19,7 @@ MARKERS = {
     "aws": "exercises the AWS direction (IRSA-style web identity)",
     "azure": "exercises the Azure direction (workload identity federation)",
     "cluster": "needs a Kubernetes cluster (kind or --crossfed-kubeconfig)",
+    "upgrade": "runs only with --upgrade-webhooks-to (deselected otherwise)",
 }
 KIND_NAME = re.compile(r"^[a-z0-9.-]+$")  # kind's rule (crossfed.cluster.kind.NAME_PATTERN)
 TOOL_HELP = "path of the {tool} binary (default: PATH, else the pinned release in the cache)"

@@ -504,15 +504,32 @@ def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str)
                      name=crossfed_env_name, versions=versions)
 
 
+@pytest.fixture(scope="session")
+def crossfed_kept_runs() -> Iterator[Any]:
+    """Workloads kept across a webhook upgrade; removed when the session ends (before the
+    stand-ins and clusters they use, which were set up first)."""
+    from crossfed.federation import KeptRuns
+
+    kept = KeptRuns()
+    yield kept
+    failures = kept.release_all()
+    if failures:
+        log.warning("crossfed: kept workloads' teardown left: %s", "; ".join(failures))
+
+
 @pytest.fixture
-def federation(crossfed_environment: Scenarios) -> Iterator[Federation]:
+def federation(request: pytest.FixtureRequest,
+               crossfed_environment: Scenarios) -> Iterator[Federation]:
     """Run federation plans in the selected environment (`crossfed.Federation`)."""
     from crossfed.cleanup import Teardown
     from crossfed.federation import Federation
 
     teardown = Teardown()
+    kept = None
+    if "@" in crossfed_environment.name:  # the upgrade flow: workloads kept across it
+        kept = request.getfixturevalue("crossfed_kept_runs")
     try:
-        yield Federation(crossfed_environment, teardown)
+        yield Federation(crossfed_environment, teardown, kept)
     finally:
         failures = teardown.run()
         assert not failures, f"teardown left objects behind: {failures}"
@@ -529,8 +546,13 @@ def __getattr__(name: str) -> Any:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """With --upgrade-webhooks-to: per environment, all `before` scenarios, then all `after`."""
+    """With --upgrade-webhooks-to: per environment, all `before` scenarios, then all `after`;
+    without it the tests marked `upgrade` are deselected (they have nothing to check)."""
     if not config.getoption("--upgrade-webhooks-to"):
+        unused = [item for item in items if item.get_closest_marker("upgrade")]
+        if unused:
+            config.hook.pytest_deselected(items=unused)
+            items[:] = [item for item in items if not item.get_closest_marker("upgrade")]
         return
     from crossfed.upgrade_flow import order_items
 

@@ -30,6 +30,7 @@ from crossfed.verdict import (
     check_template,
 )
 from crossfed.webhooks.versions import WebhookVersions
+from crossfed.workload.kept_pod import KeptPod, next_round, start_kept_pod
 from crossfed.workload.process import (
     AwsWorkload,
     AzureWorkload,
@@ -48,6 +49,18 @@ class ScenarioRun:
     applied: AppliedAws | None = None
     applied_azure: AppliedAzure | None = None
     result: ProbeResult | None = None
+
+
+@dataclass
+class KeptRun:
+    """A scenario kept across a webhook upgrade: its run, what its workload was given, and its
+    pod (None in the process environment)."""
+
+    run: ScenarioRun
+    aws: AwsWorkload | None
+    azure: AzureWorkload | None
+    targets: SdkTargets
+    pod: KeptPod | None = None
 
 
 def _told(unknown: bool, real: str) -> str:
@@ -124,9 +137,7 @@ class Scenarios:
         token = None if cluster_token else token_for(plan.token, issuer, plan.workload,
                                                      plan.audience)
         self.apply(plan, run, teardown)
-        targets = SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle,
-                             authority_host=self.clouds.azure.entra.authority_host,
-                             skip_challenge_resource_check=True)
+        targets = self._targets()
         aws, azure = workloads(plan, run, self.versions)
         template = plan.template()  # a user's own workload in place of the probe
         if self.cluster is not None and self.cluster.watch is not None:
@@ -146,6 +157,47 @@ class Scenarios:
                 aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None,
                 template=template)
         return run
+
+    def keep(self, plan: FederationPlan, teardown: Teardown) -> KeptRun:
+        """Apply `plan` and start its workload to keep across a webhook upgrade (`teardown` is
+        the session's); the first result is in the returned run. In pods the pod keeps
+        running the probe in a loop (crossfed.workload.kept_pod); in the process environment
+        the workload keeps the env and token layout of the versions it started on."""
+        suffix = f"{self.clouds.run_id}-k{hashlib.sha256(plan.name.encode()).hexdigest()[:5]}"
+        plan = isolate(plan, suffix)
+        run = ScenarioRun(plan)
+        self.apply(plan, run, teardown)
+        aws, azure = workloads(plan, run, self.versions)
+        kept = KeptRun(run, aws, azure, self._targets())
+        if self.cluster is None:
+            run.result = self._probe_process(kept)
+        else:
+            kept.pod, run.result = start_kept_pod(
+                self.cluster.runner, plan.workload.namespace, plan.workload.name,
+                kept.targets, teardown, aws=aws, azure=azure)
+        return kept
+
+    def reprobe(self, kept: KeptRun) -> ScenarioRun:
+        """The kept workload asked again, after the upgrade: a new run to judge."""
+        run = ScenarioRun(kept.run.plan, kept.run.applied, kept.run.applied_azure)
+        if kept.pod is None:
+            run.result = self._probe_process(kept)
+        else:
+            assert self.cluster is not None
+            run.result = next_round(self.cluster.runner, kept.pod)
+        return run
+
+    def _probe_process(self, kept: KeptRun) -> ProbeResult:
+        plan = kept.run.plan  # a fresh token, as the kubelet's refresh gives a pod
+        token = token_for(plan.token, self.issuer_for(plan.issuer), plan.workload,
+                          plan.audience)
+        return run_probe(token, kept.targets, aws=kept.aws, azure=kept.azure,
+                         work_root=self.clouds.state_dir / "pods")
+
+    def _targets(self) -> SdkTargets:
+        return SdkTargets(self.clouds.aws.endpoint_url, self.clouds.aws.ca_bundle,
+                          authority_host=self.clouds.azure.entra.authority_host,
+                          skip_challenge_resource_check=True)
 
     def verdict(self, run: ScenarioRun) -> None:
         assert run.result is not None

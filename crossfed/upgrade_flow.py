@@ -8,8 +8,8 @@ upgraded (on a cluster served by the reference mutator, the mutator switches con
 KubeconfigCluster.use_webhook_versions), then runs them all again on new pods. The closing
 summary counts each phase apart and prints the contract diff of the two versions once.
 
-Not yet here (issue 13, point 2): pods created before the upgrade kept and probed again after
-it, and `helm upgrade` of the real charts on kind.
+Tests marked `upgrade` (crossfed/suite/test_upgrade.py) keep workloads across the upgrade:
+they run last before it and first after it.
 """
 
 from __future__ import annotations
@@ -64,13 +64,17 @@ def order_items(items: list[pytest.Item]) -> None:
         if name is not None and split(name)[0] not in environments:
             environments.append(split(name)[0])
 
-    def key(indexed: tuple[int, pytest.Item]) -> tuple[int, int, int]:
+    def key(indexed: tuple[int, pytest.Item]) -> tuple[int, int, int, int]:
         index, item = indexed
         name = _env_param(item)
         if name is None or split(name)[1] is None:
-            return (0, 0, index)
+            return (0, 0, 0, index)
         environment, phase = split(name)
-        return (1 + environments.index(environment), PHASES.index(phase or "before"), index)
+        # The tests keeping workloads across the upgrade: last before it, first after it.
+        kept = item.get_closest_marker("upgrade") is not None
+        edge = (1 if kept else 0) if phase == "before" else (0 if kept else 1)
+        return (1 + environments.index(environment), PHASES.index(phase or "before"), edge,
+                index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=key)]
 

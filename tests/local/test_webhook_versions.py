@@ -105,13 +105,14 @@ def test_chosen_versions_and_phases():
         chosen_versions(options(**{"--upgrade-webhooks-to": "azwi=v9"}))
 
 
-def item(name, env):
+def item(name, env, kept=False):
     return SimpleNamespace(name=name, callspec=SimpleNamespace(params={
-        "crossfed_env_name": env}))
+        "crossfed_env_name": env}), get_closest_marker=lambda mark: kept or None)
 
 
 def test_each_environment_runs_all_its_before_scenarios_then_all_after():
-    items = [item("a", "process@before"), item("a", "process@after"),
+    items = [item("kept", "process@before", kept=True), item("kept", "process@after", kept=True),
+             item("a", "process@before"), item("a", "process@after"),
              item("b", "process@before"), item("b", "process@after"),
              item("a", "kubeconfig@before"), item("a", "kubeconfig@after"),
              SimpleNamespace(name="plain", callspec=None)]
@@ -119,6 +120,7 @@ def test_each_environment_runs_all_its_before_scenarios_then_all_after():
     assert [(i.name, getattr(i.callspec, "params", {}).get("crossfed_env_name"))
             for i in items] == [
         ("plain", None), ("a", "process@before"), ("b", "process@before"),
+        ("kept", "process@before"), ("kept", "process@after"),  # around the upgrade
         ("a", "process@after"), ("b", "process@after"), ("a", "kubeconfig@before"),
         ("a", "kubeconfig@after")]
 
