@@ -138,6 +138,9 @@ class FakeTools:
         values = yaml.safe_load(Path(_flag(args, "--values")).read_text())
         cluster = self._cluster_of(_flag(args, "--kubeconfig"))
         cluster["releases"][name] = (_flag(args, "--namespace"), values)
+        # the chart version each release runs (what `helm list` would show), for the upgrade
+        cluster.setdefault("charts", {})[name] = (
+            _flag(args, "--version") if "--version" in args else args[3])  # or the archive
         return 0, f'Release "{name}" has been upgraded. Happy Helming!\n', ""
 
     def _kubectl(self, args: list[str]) -> tuple[int, str, str]:
