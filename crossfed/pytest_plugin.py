@@ -162,7 +162,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     for environment, outcomes in SCENARIO_OUTCOMES.items():
         passed = [name for name, outcome in outcomes if outcome == "passed"]
-        others = [f"{name} {outcome}" for name, outcome in outcomes if outcome != "passed"]
         if environment.startswith("cloud-") and not passed and all(
                 outcome == "skipped" for _, outcome in outcomes):
             from crossfed.cloud.options import CloudSettings
@@ -176,9 +175,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             continue
         where = ("in processes" if environment.split("@")[0].endswith("process")
                  else "in pods")
+        # Counted: the scenarios that ran; a scenario skipped here (one that belongs to another
+        # environment) is named apart.
+        ran = [(name, outcome) for name, outcome in outcomes if outcome != "skipped"]
+        skipped = [name for name, outcome in outcomes if outcome == "skipped"]
+        failed = [f"{name} {outcome}" for name, outcome in ran if outcome != "passed"]
         terminalreporter.write_line(
-            f"crossfed: {environment}: {len(passed)} of {len(outcomes)} scenarios passed {where}"
-            + (f"; not passed: {', '.join(others)}" if others else ""))
+            f"crossfed: {environment}: {len(passed)} of {len(ran)} scenarios passed {where}"
+            + (f"; not passed: {', '.join(failed)}" if failed else "")
+            + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
         terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
     from crossfed.upgrade_flow import chosen_versions, summary_lines
 

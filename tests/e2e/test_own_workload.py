@@ -95,8 +95,6 @@ def test_the_same_workload_across_a_webhook_upgrade(federation: Federation) -> N
     --upgrade-webhooks-to azwi=v1.6.0 it runs before and after the upgrade): it passes where
     the contract still mounts the token at the hard-coded path, and fails with the diagnosis
     where it moved."""
-    if federation.environment_name != "process":
-        pytest.skip("a workload template in pods has not run on a cluster yet: process only")
     plan = AZURE_ALLOWED.but(name="own-workload", workload_template=str(TEMPLATE))
     contract = federation.webhook_versions.azwi_contract()
     if contract.token_path == HARD_CODED:

@@ -84,3 +84,22 @@ def test_no_drift_option_no_watch_and_planting_implies_the_check():
     planted = {**none, "--plant-webhook-versions": "azwi=v1.5.1"}
     watch, versions = watch_from_options(planted.get, FakeCore(SA))
     assert watch is not None and watch.check and versions == WebhookVersions(azwi="v1.5.1")
+
+
+def test_goldens_hold_placeholders_for_the_runs_own_ids(tmp_path: Path):
+    """Two runs create other identities: their ids reach the pod through the service account;
+    the goldens hold placeholders, so a later run compares equal."""
+    recorder = watch_expecting("v1.5.1", check=False, record_dir=tmp_path, case="azure-allowed")
+    recorder("ns-1", *created_by("v1.5.1"))
+    text = next(tmp_path.glob("*/azure-allowed.json")).read_text()
+    assert AZWI_SA["azure.workload.identity/client-id"] not in text
+    assert "$(AZURE_CLIENT_ID)" in text
+    other_id = "00000000-0000-0000-0000-0000000000c2"  # the next run's identity
+    other_sa = service_account({"azure.workload.identity/client-id": other_id})
+    submitted = pod(labels=USE)
+    created = cluster_creates(submitted, other_sa, azwi_settings("v1.5.1"))
+    later = MutationWatch(FakeCore(other_sa), lambda: (WebhookVersions(azwi="v1.5.1"),
+                                                        azwi_settings("v1.5.1")),
+                          check=False, compare_dir=tmp_path, case="azure-allowed")
+    later("ns-1", submitted, created)
+    assert later.verdict_lines("ns-1") == []
