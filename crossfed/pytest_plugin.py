@@ -48,6 +48,9 @@ log = logging.getLogger("crossfed")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from crossfed import progress
+
+    progress.use_pytest(config)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     for text in config.stash.get(DEPRECATIONS, []):
@@ -59,14 +62,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("the kind environment brings its own issuer (key and port kept "
                                 "with the cluster): drop --crossfed-issuer-key/-url/-port "
                                 "(or CROSSFED_ISSUER_*), or select other environments")
-    from crossfed.upgrade_flow import chosen_versions
+    from crossfed.upgrade_flow import configuration_problem
 
-    _, upgrade = chosen_versions(config.getoption)
-    if upgrade is not None and config.getoption("--crossfed-webhooks") == "real":
-        raise pytest.UsageError("--upgrade-webhooks-to with --crossfed-webhooks real: helm "
-                                "upgrade of the real charts is not built yet; use "
-                                "--crossfed-webhooks reference (the reference mutator switches "
-                                "contract)")
+    problem = configuration_problem(config.getoption, _xdist_workers(config))
+    if problem:
+        raise pytest.UsageError(problem)
     from crossfed.cloud.options import CloudSettings
 
     problems = CloudSettings.from_options(config.getoption).problems()
@@ -88,6 +88,16 @@ def _issuer_given(config: pytest.Config) -> bool:
 
 def _worker_input(config: pytest.Config) -> dict[str, Any]:
     return getattr(config, "workerinput", {})  # set on pytest-xdist workers only
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many xdist workers this session runs (0: none), as the controller sees it."""
+    if _worker_input(config):
+        return int(_worker_input(config).get("workercount", 2))
+    numprocesses = getattr(config.option, "numprocesses", None)
+    if numprocesses in (None, 0) or not config.pluginmanager.hasplugin("xdist"):
+        return 0
+    return int(numprocesses) if isinstance(numprocesses, int) else 2  # "auto" / "logical"
 
 
 XDIST_KIND_NOT_ASKED = (
@@ -185,10 +195,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             + (f"; not passed: {', '.join(failed)}" if failed else "")
             + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
         terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
-    from crossfed.upgrade_flow import chosen_versions, summary_lines
+    from crossfed.upgrade_flow import before_after_table, chosen_versions, summary_lines
 
     if SCENARIO_OUTCOMES:
-        for line in summary_lines(*chosen_versions(config.getoption)):
+        for line in (*before_after_table(SCENARIO_OUTCOMES),
+                     *summary_lines(*chosen_versions(config.getoption))):
             terminalreporter.write_line(f"crossfed: {line}")
     import sys
 
@@ -255,7 +266,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             reason = settings.skip_reason(direction, name.split("-", 1)[1])
             if reason:
                 marks.append(pytest.mark.skip(reason=reason))
-            params.append(pytest.param(name, marks=marks, id=name))
+            # Only the clusters' pods meet the webhooks: cloud-process runs once.
+            for phase_name in phase_names(name, upgrading and name == "cloud-cluster"):
+                params.append(pytest.param(phase_name, marks=marks, id=phase_name))
+    if "upgrade" in own:  # workloads kept across the upgrade: only where one happens
+        params = [param for param in params if "@" in str(param.values[0])]
     metafunc.parametrize("crossfed_env_name", params, scope="session")
 
 
@@ -263,6 +278,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def kind_settings(config: pytest.Config, run_token: str | None = None) -> KindSettings:
     from crossfed.environments.kind import DEFAULT_DOCKERFILE, KindSettings
+    from crossfed.upgrade_flow import chosen_versions
 
     dockerfile = config.getoption("--crossfed-probe-dockerfile")
     archive = config.getoption("--crossfed-probe-image-archive")
@@ -274,7 +290,10 @@ def kind_settings(config: pytest.Config, run_token: str | None = None) -> KindSe
                         keep=config.getoption("--crossfed-keep-cluster"),
                         probe_image=config.getoption("--crossfed-probe-image"),
                         dockerfile=Path(dockerfile).resolve() if dockerfile else DEFAULT_DOCKERFILE,
-                        run_token=run_token)
+                        run_token=run_token,
+                        # attach() installs the first versions; the upgrade flow's @after
+                        # environment then upgrades them (crossfed_environment)
+                        webhook_versions=chosen_versions(config.getoption)[0])
 
 
 def _kind_runs(config: pytest.Config) -> bool:
@@ -472,6 +491,7 @@ def crossfed_cloud_tier(request: pytest.FixtureRequest) -> Iterator[Any]:
     from crossfed.cloud.options import CloudSettings
     from crossfed.environments.standins import new_run_id
     from crossfed.issuer.keys import SigningKey
+    from crossfed.upgrade_flow import chosen_versions
 
     options = request.config.getoption
     run_id = options("--crossfed-run-id") or new_run_id()
@@ -481,7 +501,8 @@ def crossfed_cloud_tier(request: pytest.FixtureRequest) -> Iterator[Any]:
     key_path = options("--crossfed-issuer-key")
     tier = CloudTier.start(CloudSettings.from_options(options), run_id, state_dir,
                            key=SigningKey.load(Path(key_path)) if key_path else None,
-                           external_issuer=options("--crossfed-issuer-url"))
+                           external_issuer=options("--crossfed-issuer-url"),
+                           webhook_versions=chosen_versions(options)[0])
     yield tier
     failures = tier.stop()
     if failures:
@@ -491,22 +512,27 @@ def crossfed_cloud_tier(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def crossfed_environment(request: pytest.FixtureRequest, crossfed_env_name: str) -> Any:
     from crossfed.scenario import Scenarios
-
-    if crossfed_env_name in CLOUD_ENVIRONMENTS:
-        from crossfed.cloud.environment import CloudScenarios
-
-        return CloudScenarios(request.getfixturevalue("crossfed_cloud_tier"),
-                              crossfed_env_name.split("-", 1)[1])
     from crossfed.upgrade_flow import chosen_versions, split, versions_for
 
     environment, phase = split(crossfed_env_name)
     versions = versions_for(phase, *chosen_versions(request.config.getoption))
+    if environment in CLOUD_ENVIRONMENTS:
+        from crossfed.cloud.environment import CloudScenarios
+
+        return CloudScenarios(request.getfixturevalue("crossfed_cloud_tier"),
+                              environment.split("-", 1)[1], versions, phase)
     clouds = request.getfixturevalue("crossfed_clouds")
     if environment == "process":
         return Scenarios(clouds, name=crossfed_env_name, versions=versions)
     fixture = {"kubeconfig": "crossfed_cluster", "kind": "crossfed_kind_cluster"}
-    return Scenarios(clouds, request.getfixturevalue(fixture[environment]),
-                     name=crossfed_env_name, versions=versions)
+    cluster = request.getfixturevalue(fixture[environment])
+    if environment == "kind" and phase == "after":  # the real charts: helm upgrade in place
+        from crossfed.progress import progress
+
+        with progress(f"kind: webhook upgrade to {versions}"):
+            request.getfixturevalue("crossfed_kind").upgrade_webhooks(clouds.azure.tenant_id,
+                                                                      versions)
+    return Scenarios(clouds, cluster, name=crossfed_env_name, versions=versions)
 
 
 @pytest.fixture(scope="session")

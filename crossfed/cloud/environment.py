@@ -44,6 +44,7 @@ from crossfed.verdict import (
     azure_outcome_problems,
     expectation,
 )
+from crossfed.webhooks.versions import WebhookVersions
 from crossfed.workload.process import AwsWorkload, AzureWorkload, ProbeResult, SdkTargets, run_probe
 
 log = logging.getLogger("crossfed.cloud")
@@ -94,19 +95,23 @@ class CloudTier:
     clusters: dict[str, CloudCluster] = field(default_factory=dict)
     teardown: Teardown = field(default_factory=Teardown)
     problems: dict[str, str] = field(default_factory=dict)  # cloud -> why it cannot run
+    # The webhook versions the attached clusters' pods get (--webhook-versions; after
+    # upgrade_webhooks(), the versions upgraded to).
+    webhook_versions: WebhookVersions = field(default_factory=WebhookVersions)
     _iam: Any = field(default=None, repr=False)
     _arm: Any = field(default=None, repr=False)
 
     @classmethod
     def start(cls, settings: CloudSettings, run_id: str, state_dir: Path,
-              key: SigningKey | None = None, external_issuer: str | None = None) -> CloudTier:
+              key: SigningKey | None = None, external_issuer: str | None = None,
+              webhook_versions: WebhookVersions | None = None) -> CloudTier:
         # The SDKs' request logs, and azure-identity's warning on each refused exchange while
         # a credential propagates, would bury the tier's own lines.
         for name in ("azure", "msal"):
             logging.getLogger(name).setLevel(logging.ERROR)
         issuers = CloudIssuers.start(state_dir, key, external_issuer)
         tier = cls(settings, run_id, state_dir, CloudTags.new(run_id, settings.ttl_hours),
-                   issuers)
+                   issuers, webhook_versions=webhook_versions or WebhookVersions())
         tier.teardown.add("issuers", issuers.stop)
         log.info("crossfed cloud: run %s, objects tagged crossfed-run-id=%s, "
                  "crossfed-delete-after=%s", run_id, run_id, tier.tags.delete_after)
@@ -162,7 +167,8 @@ class CloudTier:
                 cluster = attach(self.settings, context, wanted, self.issuers, self.run_id,
                                  workload_ca(),
                                  tenant_id=self.azure.tenant_id if self.azure else "",
-                                 authority_host=self._authority_for_pods())
+                                 authority_host=self._authority_for_pods(),
+                                 versions=self.webhook_versions)
                 self.teardown.add(f"cluster attachment {context}", cluster.stop)
                 for each in dict.fromkeys((*wanted, cloud)):  # both, when one context serves
                     cross_check(self, each, cluster)
@@ -171,6 +177,28 @@ class CloudTier:
                 raise
             self.clusters[key] = cluster
         return self.clusters[key]
+
+    def upgrade_webhooks(self, versions: WebhookVersions) -> None:
+        """The upgrade flow's step between cloud-cluster@before and @after: every attached
+        cluster upgraded in place (clusters.upgrade_webhooks), and those attached later get
+        `versions`. A failed upgrade fails the @after scenarios with its error."""
+        from crossfed.cloud.clusters import upgrade_webhooks
+        from crossfed.progress import progress
+
+        if versions == self.webhook_versions:
+            return
+        tenant = self.azure.tenant_id if self.azure else ""
+        with progress(f"cloud: webhook upgrade {self.webhook_versions} -> {versions}"):
+            for context, cluster in self.clusters.items():
+                wanted = tuple(c for c in self.settings.clouds
+                               if self.settings.context_for(c) == context)
+                upgraded = upgrade_webhooks(cluster, wanted, self.settings, tenant, versions)
+                if self.settings.reference_mutator:
+                    done = f"the reference mutator now applies {versions}"
+                else:
+                    done = f"upgraded {', '.join(upgraded) or 'nothing (same charts)'}"
+                log.info("crossfed cloud: context %s: %s", context, done)
+        self.webhook_versions = versions
 
     def _authority_for_pods(self) -> str | None:
         if self.azure is None:
@@ -200,9 +228,16 @@ class CloudRun(ScenarioRun):
 class CloudScenarios:
     """The `cloud-process` or `cloud-cluster` environment over a session's CloudTier."""
 
-    def __init__(self, tier: CloudTier, where: str) -> None:
+    def __init__(self, tier: CloudTier, where: str, versions: WebhookVersions | None = None,
+                 phase: str | None = None) -> None:
+        """`where`: "process" or "cluster". With the upgrade flow, `phase` ("before"/"after")
+        names the environment cloud-cluster@phase and `versions` are that phase's: the
+        @after environment upgrades the tier's clusters to them first."""
         self.tier, self.where = tier, where
-        self.name = f"cloud-{where}"
+        self.name = f"cloud-{where}" + (f"@{phase}" if phase else "")
+        self.versions = versions or tier.webhook_versions
+        if where == "cluster" and self.versions != tier.webhook_versions:
+            tier.upgrade_webhooks(self.versions)
 
     # --- run ------------------------------------------------------------------------------
 
@@ -291,7 +326,7 @@ class CloudScenarios:
     def _workload(self, plan: FederationPlan, run: CloudRun, cluster: CloudCluster | None,
                   token: str | None, cluster_token: bool, teardown: Teardown) -> _Workload:
         targets = self._targets(run)
-        aws, azure = workloads(plan, run)
+        aws, azure = workloads(plan, run, self.versions)
         workload = _Workload(self, plan, run, targets, aws, azure,
                              attempt.WorkloadToken(token) if token else None, cluster)
         if cluster is not None:

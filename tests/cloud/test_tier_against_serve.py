@@ -75,6 +75,35 @@ def test_rbac_vaults_pass_against_serve(serve, tmp_path: Path) -> None:
     assert "cloud propagation: keyvault role assignment (harness)" in output, output[-3000:]
 
 
+def test_the_upgrade_flow_reruns_the_cluster_scenarios_after_the_upgrade(serve, cluster,
+                                                                         tmp_path: Path) -> None:
+    """--upgrade-webhooks-to on the tier: cloud-cluster runs before and after (the reference
+    mutator switches contract between), cloud-process once; kept workloads are the local
+    environments' and skip here with the reason."""
+    if cluster is None:
+        pytest.skip("the tier's upgrade flow needs the CI cluster (CROSSFED_KUBECONFIG)")
+    env = tier.environment(serve, cluster)
+    done = tier.run_tier(tier.tier_args(
+        serve, cluster, ("aws", "azure"), "-rs", "-k",
+        "test_workload_assumes_role_and_lists_bucket or test_workload_reads_the_secret or "
+        "test_workloads_started_before_the_upgrade",
+        "--webhook-versions", "eks=v0.5.2,azwi=v1.5.1",
+        "--upgrade-webhooks-to", "eks=v0.6.17,azwi=v1.6.0"), env, tmp_path)
+    output = done.stdout + done.stderr
+    _report("cloud tier, webhook upgrade", output)
+    assert done.returncode == 0, output[-8000:]
+    found = tier.summaries(output)
+    assert found.get("cloud-cluster@before") == (2, 2), found
+    assert found.get("cloud-cluster@after") == (2, 2), found
+    assert found.get("cloud-process") == (2, 2), found
+    assert "cloud-process@" not in output
+    upgrade = ("crossfed: cloud: webhook upgrade eks=v0.5.2,azwi=v1.5.1 -> "
+               "eks=v0.6.17,azwi=v1.6.0: done in")
+    assert output.count(upgrade) == 1, output[-3000:]
+    assert "workloads kept across the upgrade are built for the local environments" in output
+    assert output.count("contract diff:") == 1
+
+
 def test_without_cloud_flags_every_cloud_scenario_is_skipped(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                            "--pyargs", "crossfed.suite", "-m", "cloud", "-q", "-rs"],

@@ -15,7 +15,7 @@ from crossfed.cloud.serve_env import sdk_environment, write_bundle
 from fixtures.serve import Serve, start_serve  # noqa: F401 (start_serve: for the tests)
 
 REPORTED: list[str] = []  # printed at the end of the run (tests/cloud/conftest.py)
-SUMMARY = re.compile(r"^crossfed: (cloud-\w+): (\d+) of (\d+) scenarios passed", re.M)
+SUMMARY = re.compile(r"^crossfed: (cloud-\w+(?:@\w+)?): (\d+) of (\d+) scenarios passed", re.M)
 
 
 @dataclass

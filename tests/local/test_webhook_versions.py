@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from crossfed.upgrade_flow import (
+    before_after_table,
     chosen_versions,
     order_items,
     phase_names,
@@ -133,6 +134,20 @@ def test_the_summary_prints_the_diff_once_and_only_with_an_upgrade():
     assert lines[1:] == [f"  {line}" for line in contract_diff(OLD, NEW)]
 
 
+def test_the_table_shows_each_scenario_before_and_after_and_marks_the_changed():
+    outcomes = {"kind@before": [("allowed", "passed"), ("own-workload", "passed")],
+                "kind@after": [("allowed", "passed"), ("own-workload", "failed")],
+                "process": [("allowed", "passed")]}
+    lines = before_after_table(outcomes)
+    assert lines[0] == "kind: scenario by scenario, before -> after the upgrade (1 changed):"
+    assert lines[1].split() == ["allowed", "passed", "->", "passed"]
+    assert lines[2].split() == ["own-workload", "passed", "->", "failed", "<-", "changed"]
+    assert len(lines) == 3  # process ran once: no table
+    assert before_after_table({"process": [("allowed", "passed")]}) == []
+    lines = before_after_table({"kind@before": [("kept", "passed")], "kind@after": []})
+    assert lines[1].split() == ["kept", "passed", "->", "not", "run", "<-", "changed"]
+
+
 def test_a_session_runs_the_scenarios_before_and_after_the_upgrade(tmp_path):
     """Two positive scenarios in the process environment on azwi v1.5.1 then v1.6.0: the token
     lies where each contract puts it; the summary counts each phase and prints the diff."""
@@ -149,6 +164,8 @@ def test_a_session_runs_the_scenarios_before_and_after_the_upgrade(tmp_path):
     assert "crossfed: process@after: 2 of 2 scenarios passed in processes" in out
     assert out.count("contract diff:") == 1
     assert "azwi v1.5.1 -> v1.6.0: token path:" in out
+    assert ("crossfed: process: scenario by scenario, before -> after the upgrade (0 changed):"
+            in out)
     ids = [line for line in out.splitlines() if "PASSED" in line or "::" in line]
     assert not ids or all("@" in line for line in ids)
 
