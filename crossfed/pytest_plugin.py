@@ -33,6 +33,12 @@ from crossfed.pytest_options import (  # noqa: F401 (hooks: pytest finds them on
     pytest_addoption,
     pytest_load_initial_conftests,
 )
+from crossfed.pytest_summary import (  # noqa: F401 (hooks: pytest finds them on this module)
+    SCENARIO_OUTCOMES,
+    pytest_runtest_logreport,
+    pytest_runtest_makereport,
+    write_summary,
+)
 
 if TYPE_CHECKING:
     from crossfed.environments.kind import KindEnvironment, KindSettings
@@ -43,7 +49,6 @@ if TYPE_CHECKING:
 KIND_STATUS = pytest.StashKey["str | None"]()
 KIND_XDIST = pytest.StashKey[Any]()  # the controller's XdistKindRun, or why it failed (str)
 USED = pytest.StashKey[bool]()  # a collected test uses the federation fixture
-SCENARIO_OUTCOMES: dict[str, list[tuple[str, str]]] = {}  # environment -> (test id, outcome)
 log = logging.getLogger("crossfed")
 
 
@@ -139,73 +144,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"crossfed: environments {', '.join(selected_environments(config))}"
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Remember each scenario's outcome per environment, for the closing summary."""
-    callspec = getattr(report, "crossfed_env", None)
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        if callspec:
-            SCENARIO_OUTCOMES.setdefault(callspec, []).append(
-                (_scenario_name(report.nodeid, callspec), report.outcome))
-
-
-def _scenario_name(nodeid: str, environment: str = "") -> str:
-    """`test_x[kubeconfig-expired-token]` -> `expired-token`; a plain test keeps its name."""
-    name = nodeid.split("::")[-1]
-    if "[" not in name:
-        return name
-    params = name[name.index("[") + 1:-1]
-    if environment and params.startswith(environment + "-"):
-        return params[len(environment) + 1:]
-    if params == environment:
-        return name.split("[")[0]
-    return params.split("-", 1)[1] if "-" in params else name.split("[")[0]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    outcome = yield
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if "crossfed_env_name" in params:
-        outcome.get_result().crossfed_env = params["crossfed_env_name"]
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    for environment, outcomes in SCENARIO_OUTCOMES.items():
-        passed = [name for name, outcome in outcomes if outcome == "passed"]
-        if environment.startswith("cloud-") and not passed and all(
-                outcome == "skipped" for _, outcome in outcomes):
-            from crossfed.cloud.options import CloudSettings
-
-            settings = CloudSettings.from_options(config.getoption)
-            where = environment.split("-", 1)[1]
-            reasons = [settings.skip_reason(cloud, where) for cloud in (None, "aws", "azure")]
-            reason = next((r for r in reasons if r), "see -rs")
-            terminalreporter.write_line(f"crossfed: {environment}: {len(outcomes)} cloud "
-                                        f"scenarios skipped: {reason}")
-            continue
-        where = ("in processes" if environment.split("@")[0].endswith("process")
-                 else "in pods")
-        # Counted: the scenarios that ran; a scenario skipped here (one that belongs to another
-        # environment) is named apart.
-        ran = [(name, outcome) for name, outcome in outcomes if outcome != "skipped"]
-        skipped = [name for name, outcome in outcomes if outcome == "skipped"]
-        failed = [f"{name} {outcome}" for name, outcome in ran if outcome != "passed"]
-        terminalreporter.write_line(
-            f"crossfed: {environment}: {len(passed)} of {len(ran)} scenarios passed {where}"
-            + (f"; not passed: {', '.join(failed)}" if failed else "")
-            + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
-        terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
-    from crossfed.upgrade_flow import before_after_table, chosen_versions, summary_lines
-
-    if SCENARIO_OUTCOMES:
-        for line in (*before_after_table(SCENARIO_OUTCOMES),
-                     *summary_lines(*chosen_versions(config.getoption))):
-            terminalreporter.write_line(f"crossfed: {line}")
-    import sys
-
-    tier = sys.modules.get("crossfed.cloud.environment")  # imported only if the tier ran
-    for line in tier.propagation_summary() if tier is not None else []:
-        terminalreporter.write_line(f"crossfed: cloud propagation: {line}")
+    write_summary(terminalreporter, config)
     if config.stash.get(USED, False) or SCENARIO_OUTCOMES or engaged(config):
         status = kind_status(config)
         if status:

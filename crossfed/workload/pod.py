@@ -31,8 +31,10 @@ from crossfed.workload.process import (
     ProbeResult,
     SdkTargets,
     named_paths,
+    probe_args,
+    workload_target_env,
 )
-from crossfed.workload.template import WorkloadTemplate, target_env
+from crossfed.workload.template import WorkloadTemplate
 
 CA_MOUNT = "/etc/crossfed"
 FORGED_MOUNT = "/var/run/secrets/crossfed"
@@ -179,13 +181,8 @@ class PodRunner:
     def _probe_container(self, env: dict[str, str], mounts: list[client.V1VolumeMount],
                          targets: SdkTargets, aws: AwsWorkload | None,
                          azure: AzureWorkload | None) -> client.V1Container:
-        args = ["-m", "crossfed.probe", "--termination-log", TERMINATION_LOG]
-        if aws is not None:
-            args += ["--aws-bucket", aws.bucket]
-        if azure is not None:
-            args += ["--azure-vault-url", azure.vault_url, "--azure-secret", azure.secret]
-            if targets.skip_challenge_resource_check:
-                args.append("--azure-skip-challenge-resource-check")
+        args = ["-m", "crossfed.probe", "--termination-log", TERMINATION_LOG,
+                *probe_args(targets, aws, azure)]
         return client.V1Container(
             name="probe", image=self.settings.image,
             image_pull_policy=self.settings.pull_policy,
@@ -199,10 +196,7 @@ class PodRunner:
         """The template's container: crossfed's env and the targets first, so the template's
         $(...) references see them (Kubernetes expands only earlier variables) and its own
         values win; the webhook adds its variables where the container lacks them."""
-        env = {**env, **target_env(aws.bucket if aws else None,
-                                   azure.vault_url if azure else None,
-                                   azure.secret if azure else None,
-                                   targets.skip_challenge_resource_check), **dict(template.env)}
+        env = {**env, **workload_target_env(targets, aws, azure), **dict(template.env)}
         return client.V1Container(
             name=template.name, image=template.image,
             image_pull_policy=template.pull_policy or self.settings.pull_policy,

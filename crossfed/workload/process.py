@@ -130,18 +130,32 @@ def _pod_root(work_root: Path | None) -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="crossfed-pod-", dir=work_root)
 
 
+def probe_args(targets: SdkTargets, aws: AwsWorkload | None,
+               azure: AzureWorkload | None) -> list[str]:
+    """The probe's arguments for the plan's targets: the same in a process and in a pod."""
+    args: list[str] = []
+    if aws is not None:
+        args += ["--aws-bucket", aws.bucket]
+    if azure is not None:
+        args += ["--azure-vault-url", azure.vault_url, "--azure-secret", azure.secret]
+        if targets.skip_challenge_resource_check:
+            args.append("--azure-skip-challenge-resource-check")
+    return args
+
+
+def workload_target_env(targets: SdkTargets, aws: AwsWorkload | None,
+                        azure: AzureWorkload | None) -> dict[str, str]:
+    """The targets, as a user's workload template is told them (template.target_env)."""
+    return target_env(aws.bucket if aws else None, azure.vault_url if azure else None,
+                      azure.secret if azure else None, targets.skip_challenge_resource_check)
+
+
 def run_probe(token: str, targets: SdkTargets, aws: AwsWorkload | None = None,
               azure: AzureWorkload | None = None, timeout: float = 180,
               work_root: Path | None = None) -> ProbeResult:
     with _pod_root(work_root) as root:
         env = _webhook_env(Path(root), token, targets, aws, azure)
-        args = [sys.executable, "-m", "crossfed.probe"]
-        if aws is not None:
-            args += ["--aws-bucket", aws.bucket]
-        if azure is not None:
-            args += ["--azure-vault-url", azure.vault_url, "--azure-secret", azure.secret]
-            if targets.skip_challenge_resource_check:
-                args.append("--azure-skip-challenge-resource-check")
+        args = [sys.executable, "-m", "crossfed.probe", *probe_args(targets, aws, azure)]
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout,
                               cwd=root)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -161,10 +175,7 @@ def run_workload(template: WorkloadTemplate, token: str, targets: SdkTargets,
     with _pod_root(work_root) as root:
         root_path = Path(root)
         env = _webhook_env(root_path, token, targets, aws, azure)
-        env.update(target_env(aws.bucket if aws else None,
-                              azure.vault_url if azure else None,
-                              azure.secret if azure else None,
-                              targets.skip_challenge_resource_check))
+        env.update(workload_target_env(targets, aws, azure))
         template.place_files(root_path)
         argv, env = template.process_command(env, root_path)
         try:

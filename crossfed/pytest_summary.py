@@ -1,0 +1,85 @@
+"""The closing summary of a crossfed run: each scenario's outcome per environment, recorded
+as the reports come in (also from xdist workers), and the lines written at the end.
+
+Split from crossfed/pytest_plugin.py, which imports the hooks so that pytest finds them on the
+plugin module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+SCENARIO_OUTCOMES: dict[str, list[tuple[str, str]]] = {}  # environment -> (test id, outcome)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember each scenario's outcome per environment, for the closing summary."""
+    callspec = getattr(report, "crossfed_env", None)
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        if callspec:
+            SCENARIO_OUTCOMES.setdefault(callspec, []).append(
+                (_scenario_name(report.nodeid, callspec), report.outcome))
+
+
+def _scenario_name(nodeid: str, environment: str = "") -> str:
+    """`test_x[kubeconfig-expired-token]` -> `expired-token`; a plain test keeps its name."""
+    name = nodeid.split("::")[-1]
+    if "[" not in name:
+        return name
+    params = name[name.index("[") + 1:-1]
+    if environment and params.startswith(environment + "-"):
+        return params[len(environment) + 1:]
+    if params == environment:
+        return name.split("[")[0]
+    return params.split("-", 1)[1] if "-" in params else name.split("[")[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "crossfed_env_name" in params:
+        outcome.get_result().crossfed_env = params["crossfed_env_name"]
+
+
+def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The closing lines: per environment the scenarios passed, the upgrade table and
+    contract diff, the cloud tier's propagation waits."""
+    for environment, outcomes in SCENARIO_OUTCOMES.items():
+        passed = [name for name, outcome in outcomes if outcome == "passed"]
+        if environment.startswith("cloud-") and not passed and all(
+                outcome == "skipped" for _, outcome in outcomes):
+            from crossfed.cloud.options import CloudSettings
+
+            settings = CloudSettings.from_options(config.getoption)
+            where = environment.split("-", 1)[1]
+            reasons = [settings.skip_reason(cloud, where) for cloud in (None, "aws", "azure")]
+            reason = next((r for r in reasons if r), "see -rs")
+            terminalreporter.write_line(f"crossfed: {environment}: {len(outcomes)} cloud "
+                                        f"scenarios skipped: {reason}")
+            continue
+        where = ("in processes" if environment.split("@")[0].endswith("process")
+                 else "in pods")
+        # Counted: the scenarios that ran; a scenario skipped here (one that belongs to another
+        # environment) is named apart.
+        ran = [(name, outcome) for name, outcome in outcomes if outcome != "skipped"]
+        skipped = [name for name, outcome in outcomes if outcome == "skipped"]
+        failed = [f"{name} {outcome}" for name, outcome in ran if outcome != "passed"]
+        terminalreporter.write_line(
+            f"crossfed: {environment}: {len(passed)} of {len(ran)} scenarios passed {where}"
+            + (f"; not passed: {', '.join(failed)}" if failed else "")
+            + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
+        terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
+    from crossfed.upgrade_flow import before_after_table, chosen_versions, summary_lines
+
+    if SCENARIO_OUTCOMES:
+        for line in (*before_after_table(SCENARIO_OUTCOMES),
+                     *summary_lines(*chosen_versions(config.getoption))):
+            terminalreporter.write_line(f"crossfed: {line}")
+    import sys
+
+    tier = sys.modules.get("crossfed.cloud.environment")  # imported only if the tier ran
+    for line in tier.propagation_summary() if tier is not None else []:
+        terminalreporter.write_line(f"crossfed: cloud propagation: {line}")
