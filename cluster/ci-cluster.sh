@@ -21,8 +21,10 @@ esac
 
 start=$(date +%s)
 bash "$HERE/install-runtime.sh" >&2
-BIN="$(bash "$HERE/build-kubernetes.sh")"
-IMAGE="$(bash "$HERE/build-probe-image.sh")"
+# CROSSFED_KUBE_BINARIES / CROSSFED_PROBE_IMAGE_ARCHIVE (as written to STATE/env) name
+# binaries and an image built before, instead of the cached builds.
+BIN="${CROSSFED_KUBE_BINARIES:-$(bash "$HERE/build-kubernetes.sh")}"
+IMAGE="${CROSSFED_PROBE_IMAGE_ARCHIVE:-$(bash "$HERE/build-probe-image.sh")}"
 log "binaries and image ready after $(( $(date +%s) - start )) s"
 
 mkdir -p "$STATE"

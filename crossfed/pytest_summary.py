@@ -46,7 +46,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 
 def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The closing lines: per environment the scenarios passed, the upgrade table and
-    contract diff, the cloud tier's propagation waits."""
+    contract diff, the cloud tier's propagation waits, and which tiers ran."""
     for environment, outcomes in SCENARIO_OUTCOMES.items():
         passed = [name for name, outcome in outcomes if outcome == "passed"]
         if environment.startswith("cloud-") and not passed and all(
@@ -83,3 +83,7 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
     tier = sys.modules.get("crossfed.cloud.environment")  # imported only if the tier ran
     for line in tier.propagation_summary() if tier is not None else []:
         terminalreporter.write_line(f"crossfed: cloud propagation: {line}")
+    from crossfed.tiers import tier_lines
+
+    for line in tier_lines(SCENARIO_OUTCOMES, config.getoption):
+        terminalreporter.write_line(f"crossfed: {line}")

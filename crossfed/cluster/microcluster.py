@@ -40,6 +40,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tarfile
@@ -582,9 +583,13 @@ class _Starter:
     def spawn(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         with open(self.layout.logs / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    cwd=self.layout.root, env=env)
+            try:
+                proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=self.layout.root, env=env)
+            except OSError as exc:
+                raise ClusterError(f"cannot start {name} ({argv[0]}): {exc.strerror or exc}"
+                                   ) from exc
         self.children[name] = proc
         self.state["processes"][name] = {"pid": proc.pid, "start": _proc_start(proc.pid)}
         self.save()
@@ -628,6 +633,16 @@ class _Starter:
         if absent:
             raise ClusterError(f"{spec.binaries} lacks {', '.join(absent)}: run "
                                f"cluster/build-kubernetes.sh")
+        # Checked before anything is made: a binary that cannot run would fail half-way up.
+        # (root passes os.access for any mode but still needs an x bit to exec)
+        modes = {b: (Path(spec.binaries) / b).stat().st_mode for b in BINARIES}
+        unusable = [f"{b} (mode {stat.filemode(mode)})" for b, mode in modes.items()
+                    if not mode & 0o111
+                    or not os.access(Path(spec.binaries) / b, os.R_OK | os.X_OK)]
+        if unusable:
+            raise ClusterError(f"{spec.binaries}: {', '.join(unusable)} cannot be run: "
+                               "rebuild them with cluster/build-kubernetes.sh (remove the "
+                               "directory first) or make them readable and executable")
         for path in (spec.signing_key, spec.signing_public_key, *spec.images):
             if not Path(path).is_file():
                 raise ClusterError(f"missing file {path}")

@@ -80,3 +80,32 @@ def test_pytest_refuses_them_with_a_usage_error(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "eks=v0.5.4: no amazon-eks-pod-identity-webhook chart" in done.stderr
+
+
+def test_the_summary_says_which_tiers_ran():
+    from crossfed.tiers import tier_lines
+
+    outcomes = {"process": [("allowed", "passed")], "kubeconfig": [("allowed", "failed")],
+                "kind": [("allowed", "skipped")]}
+    lines = tier_lines(outcomes, _options())
+    assert lines[0] == ("tiers: environments run: process (processes), kubeconfig (pods); "
+                        "only skipped: kind")
+    assert lines[1] == "tiers: clouds: crossfed's stand-ins, started by this run"
+    assert lines[2] == ("tiers: webhooks: kubeconfig: reference mutator; versions "
+                        "eks=v0.6.17,azwi=v1.5.1")
+    only_processes = tier_lines({"process": [("allowed", "passed")]}, _options(**UP))
+    assert only_processes[2] == ("tiers: webhooks: none (no pods); contracts "
+                                 "eks=v0.5.2,azwi=v1.5.1 upgraded to eks=v0.6.17,azwi=v1.6.0")
+    assert tier_lines({}, _options()) == []
+
+
+def test_the_cloud_tier_names_its_endpoints(monkeypatch):
+    from crossfed.tiers import tier_lines
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_STS", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://127.0.0.1:4566")
+    outcomes = {"cloud-cluster": [("allowed", "passed")]}
+    lines = tier_lines(outcomes, _options(**{"--cloud": ["aws", "azure"]}))
+    assert lines[1] == ("tiers: clouds: AWS at https://127.0.0.1:4566 (not the real cloud), "
+                        "real Azure")
+    assert lines[2].startswith("tiers: webhooks: cloud-cluster: real webhooks;")
