@@ -42,15 +42,18 @@ def sweep(args: argparse.Namespace) -> int:
                            "age) or --older-than HOURS (every run's, judged by their "
                            "crossfed-created-at tag; e.g. 6h)")
         cloud_age = None if args.run_id else _older_than(args, "h")
-    status = _sweep_local(args) if args.local_state else 0
-    if args.kind:
-        status = max(status, _sweep_kind(args))
-    if args.kubeconfig:
-        status = max(status, _sweep_cluster(args))
-    if args.aws:
-        status = max(status, _sweep_aws(args, cloud_age))
-    if args.azure:
-        status = max(status, _sweep_azure(args, cloud_age))
+    from crossfed.progress import progress
+
+    status = 0
+    steps = [("local state", args.local_state, lambda: _sweep_local(args)),
+             ("kind", args.kind, lambda: _sweep_kind(args)),
+             ("cluster", args.kubeconfig, lambda: _sweep_cluster(args)),
+             ("AWS", args.aws, lambda: _sweep_aws(args, cloud_age)),
+             ("Azure", args.azure, lambda: _sweep_azure(args, cloud_age))]
+    for what, asked, run in steps:
+        if asked:
+            with progress(f"sweep {what}"):
+                status = max(status, run())
     return status
 
 

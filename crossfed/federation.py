@@ -26,6 +26,8 @@ class Federation:
     def __init__(self, environment: Scenarios, teardown: Teardown,
                  kept: KeptRuns | None = None) -> None:
         self.environment, self.teardown, self.kept = environment, teardown, kept
+        self.last_run: ScenarioRun | None = None  # what the run report describes
+        self.described = False  # the last run's account is filled (by check)
 
     @property
     def upgrade_phase(self) -> str | None:
@@ -44,7 +46,7 @@ class Federation:
         for plan in plans:
             kept = self.environment.keep(plan, self.kept.teardown_for(self.environment_name))
             self.kept.add(self.environment_name, kept)
-            self.environment.verdict(kept.run)
+            self.judge(kept.run)
             runs.append(kept.run)
         return runs
 
@@ -62,7 +64,7 @@ class Federation:
         try:
             for one in kept:
                 run = self.environment.reprobe(one)
-                self.environment.verdict(run)
+                self.judge(run)
                 runs.append(run)
         finally:  # checked: their objects go now, before other scenarios meet them
             failures = self.kept.release(self.environment_name)
@@ -89,14 +91,35 @@ class Federation:
         from crossfed.issuer.learned import SigningKeyUnavailable
 
         try:
-            return self.environment.run(plan, self.teardown)
+            run = self.environment.run(plan, self.teardown)
         except SigningKeyUnavailable as exc:  # a cluster with its own key: the variant needs it
             pytest.skip(str(exc))
+        self.last_run, self.described = run, False
+        return run
 
     def check(self, plan: FederationPlan) -> ScenarioRun:
         run = self.run(plan)
-        self.environment.verdict(run)
+        self.judge(run)
         return run
+
+    def judge(self, run: ScenarioRun) -> None:
+        """The verdict on `run`, recorded as a step of the scenario's account with the chain
+        it met (crossfed.report)."""
+        from crossfed.report.account import current, step
+        from crossfed.report.describe import describe
+
+        account = current()
+        try:
+            with step("verdict"):
+                self.environment.verdict(run)
+        except AssertionError as exc:
+            if account is not None:
+                describe(account, self.environment, run, passed=False, failure=str(exc))
+                self.last_run, self.described = run, True
+            raise
+        if account is not None:
+            describe(account, self.environment, run, passed=True)
+            self.last_run, self.described = run, True
 
 
 class KeptRuns:

@@ -47,16 +47,37 @@ def emit(line: str) -> None:
         reporter.write_line(line)
 
 
+class Step:
+    """A long step's lines: `started()` prints the start line (once), the end line follows
+    only if it was printed. Waits that usually end at once start their line on the first
+    retry, so that instant ones (the local stand-ins') print nothing."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.begun = what, None
+
+    def started(self) -> None:
+        if self.begun is None:
+            self.begun = time.monotonic()
+            emit(f"crossfed: {self.what} ...")
+
+    def ended(self, error: BaseException | None = None) -> None:
+        if self.begun is None:
+            return
+        elapsed = time.monotonic() - self.begun
+        emit(f"crossfed: {self.what}: failed after {elapsed:.1f} s ({type(error).__name__})"
+             if error is not None else f"crossfed: {self.what}: done in {elapsed:.1f} s")
+
+
 @contextmanager
-def progress(what: str) -> Iterator[None]:
-    """`crossfed: WHAT ...` now, `crossfed: WHAT: done in N.N s` (or `failed after N.N s:
-    <error type>`) at the end."""
-    emit(f"crossfed: {what} ...")
-    started = time.monotonic()
+def progress(what: str, *, eager: bool = True) -> Iterator[Step]:
+    """`crossfed: WHAT ...` now (eager) or at the step's `started()`, and `crossfed: WHAT:
+    done in N.N s` (or `failed after N.N s (<error type>)`) at the end."""
+    step = Step(what)
+    if eager:
+        step.started()
     try:
-        yield
+        yield step
     except BaseException as exc:
-        emit(f"crossfed: {what}: failed after {time.monotonic() - started:.1f} s "
-             f"({type(exc).__name__})")
+        step.ended(exc)
         raise
-    emit(f"crossfed: {what}: done in {time.monotonic() - started:.1f} s")
+    step.ended()

@@ -37,7 +37,8 @@ ALIASES = {"--kubeconfig": "--crossfed-kubeconfig"}
 ENV_VARS = ("CROSSFED_KUBECONFIG", "CROSSFED_ISSUER_KEY", "CROSSFED_ISSUER_PORT",
             "CROSSFED_ISSUER_URL", "CROSSFED_ISSUER_CA", "CROSSFED_STANDIN_HOST",
             "CROSSFED_NODE", "CROSSFED_PROBE_IMAGE", "CROSSFED_KIND_NODE_IMAGE",
-            "CROSSFED_KIND_DISABLE_DEFAULT_CNI", "CROSSFED_PROBE_IMAGE_ARCHIVE")
+            "CROSSFED_KIND_DISABLE_DEFAULT_CNI", "CROSSFED_PROBE_IMAGE_ARCHIVE",
+            "CROSSFED_REPORT")
 TRUE_WORDS = ("1", "true", "yes", "on")
 DEPRECATIONS = pytest.StashKey["list[str]"]()
 _OPTION_DESTS: list[tuple[str, Any]] = []  # (dest, default) of every crossfed option
@@ -64,6 +65,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--crossfed-state-dir", default=None,
         help="where keys, CA and certificates of the run are written "
              "(default: a pytest temporary directory)")
+    add("--crossfed-report", default=_env("CROSSFED_REPORT"), metavar="PATH",
+        help="write the run report: one self-contained HTML page with each scenario's chain, "
+             "steps and diagnosis (JUnit gets the same as testcase properties with "
+             "--junitxml) [env CROSSFED_REPORT]")
     add("--crossfed-kubeconfig", default=_env("CROSSFED_KUBECONFIG"),
         help="run the scenarios in pods of this cluster too (also spelt --kubeconfig where no "
              "other plugin defines that) [env CROSSFED_KUBECONFIG]")

@@ -54,8 +54,10 @@ log = logging.getLogger("crossfed")
 
 def pytest_configure(config: pytest.Config) -> None:
     from crossfed import progress
+    from crossfed.pytest_summary import remember_config
 
     progress.use_pytest(config)
+    remember_config(config)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     for text in config.stash.get(DEPRECATIONS, []):
@@ -145,7 +147,12 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    write_summary(terminalreporter, config)
+    lines = write_summary(terminalreporter, config)
+    from crossfed import pytest_report
+
+    written = pytest_report.write(config, lines)
+    if written is not None:
+        terminalreporter.write_line(f"crossfed: run report: {written}")
     if config.stash.get(USED, False) or SCENARIO_OUTCOMES or engaged(config):
         status = kind_status(config)
         if status:
@@ -492,6 +499,7 @@ def crossfed_kept_runs() -> Iterator[Any]:
 def federation(request: pytest.FixtureRequest,
                crossfed_environment: Scenarios) -> Iterator[Federation]:
     """Run federation plans in the selected environment (`crossfed.Federation`)."""
+    from crossfed import pytest_report
     from crossfed.cleanup import Teardown
     from crossfed.federation import Federation
 
@@ -499,10 +507,14 @@ def federation(request: pytest.FixtureRequest,
     kept = None
     if "@" in crossfed_environment.name:  # the upgrade flow: workloads kept across it
         kept = request.getfixturevalue("crossfed_kept_runs")
+    account, token = pytest_report.start(request, crossfed_environment)
+    federation = Federation(crossfed_environment, teardown, kept)
     try:
-        yield Federation(crossfed_environment, teardown, kept)
+        yield federation
     finally:
-        failures = teardown.run()
+        with account.step("teardown"):
+            failures = teardown.run()
+        pytest_report.finish(request, account, token, federation)
         assert not failures, f"teardown left objects behind: {failures}"
 
 

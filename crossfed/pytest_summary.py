@@ -12,10 +12,20 @@ from typing import Any
 import pytest
 
 SCENARIO_OUTCOMES: dict[str, list[tuple[str, str]]] = {}  # environment -> (test id, outcome)
+_CONFIG: list[pytest.Config] = []  # the session's config (pytest_runtest_logreport has none)
+
+
+def remember_config(config: pytest.Config) -> None:
+    _CONFIG[:] = [config]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Remember each scenario's outcome per environment, for the closing summary."""
+    """Remember each scenario's outcome per environment, for the closing summary, and its
+    account, for the run report."""
+    if report.when == "teardown" and report.user_properties and _CONFIG:
+        from crossfed.pytest_report import collect
+
+        collect(_CONFIG[0], report)
     callspec = getattr(report, "crossfed_env", None)
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         if callspec:
@@ -42,11 +52,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     params = getattr(getattr(item, "callspec", None), "params", {})
     if "crossfed_env_name" in params:
         outcome.get_result().crossfed_env = params["crossfed_env_name"]
+        from crossfed.pytest_report import remember_call
+
+        remember_call(item, outcome.get_result())
 
 
-def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def write_summary(terminalreporter: Any, config: pytest.Config) -> list[str]:
     """The closing lines: per environment the scenarios passed, the upgrade table and
-    contract diff, the cloud tier's propagation waits, and which tiers ran."""
+    contract diff, the cloud tier's propagation waits, and which tiers ran; returned too
+    (the run report shows them)."""
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        terminalreporter.write_line(line)
+
     for environment, outcomes in SCENARIO_OUTCOMES.items():
         passed = [name for name, outcome in outcomes if outcome == "passed"]
         if environment.startswith("cloud-") and not passed and all(
@@ -57,8 +77,7 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
             where = environment.split("-", 1)[1]
             reasons = [settings.skip_reason(cloud, where) for cloud in (None, "aws", "azure")]
             reason = next((r for r in reasons if r), "see -rs")
-            terminalreporter.write_line(f"crossfed: {environment}: {len(outcomes)} cloud "
-                                        f"scenarios skipped: {reason}")
+            say(f"crossfed: {environment}: {len(outcomes)} cloud scenarios skipped: {reason}")
             continue
         where = ("in processes" if environment.split("@")[0].endswith("process")
                  else "in pods")
@@ -67,23 +86,23 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
         ran = [(name, outcome) for name, outcome in outcomes if outcome != "skipped"]
         skipped = [name for name, outcome in outcomes if outcome == "skipped"]
         failed = [f"{name} {outcome}" for name, outcome in ran if outcome != "passed"]
-        terminalreporter.write_line(
-            f"crossfed: {environment}: {len(passed)} of {len(ran)} scenarios passed {where}"
+        say(f"crossfed: {environment}: {len(passed)} of {len(ran)} scenarios passed {where}"
             + (f"; not passed: {', '.join(failed)}" if failed else "")
             + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
-        terminalreporter.write_line(f"crossfed: {environment}: passed: {', '.join(passed)}")
+        say(f"crossfed: {environment}: passed: {', '.join(passed)}")
     from crossfed.upgrade_flow import before_after_table, chosen_versions, summary_lines
 
     if SCENARIO_OUTCOMES:
         for line in (*before_after_table(SCENARIO_OUTCOMES),
                      *summary_lines(*chosen_versions(config.getoption))):
-            terminalreporter.write_line(f"crossfed: {line}")
+            say(f"crossfed: {line}")
     import sys
 
     tier = sys.modules.get("crossfed.cloud.environment")  # imported only if the tier ran
     for line in tier.propagation_summary() if tier is not None else []:
-        terminalreporter.write_line(f"crossfed: cloud propagation: {line}")
+        say(f"crossfed: cloud propagation: {line}")
     from crossfed.tiers import tier_lines
 
     for line in tier_lines(SCENARIO_OUTCOMES, config.getoption):
-        terminalreporter.write_line(f"crossfed: {line}")
+        say(f"crossfed: {line}")
+    return lines

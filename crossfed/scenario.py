@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from crossfed.aws.provision import AppliedAws, AwsProvisioner
 from crossfed.azure.provision import AppliedAzure, AzureProvisioner
 from crossfed.cleanup import Teardown
+from crossfed.decisions import Decision
 from crossfed.environments.kubeconfig import KubeconfigCluster
 from crossfed.environments.standins import LocalStandIns
 from crossfed.issuer.issuer import Issuer
@@ -21,6 +22,7 @@ from crossfed.issuer.learned import LearnedIssuer
 from crossfed.issuer.variants import token_for
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE, FederationPlan, IssuerVariant, isolate
 from crossfed.redact import scrub_text
+from crossfed.report.account import step
 from crossfed.verdict import (
     AwsEvidence,
     AzureEvidence,
@@ -136,26 +138,28 @@ class Scenarios:
         # SigningKeyUnavailable when the cluster holds that key (a learned issuer).
         token = None if cluster_token else token_for(plan.token, issuer, plan.workload,
                                                      plan.audience)
-        self.apply(plan, run, teardown)
+        with step("apply"):
+            self.apply(plan, run, teardown)
         targets = self._targets()
         aws, azure = workloads(plan, run, self.versions)
         template = plan.template()  # a user's own workload in place of the probe
         if self.cluster is not None and self.cluster.watch is not None:
             self.cluster.watch.case = original_name  # the golden's name: stable across runs
-        if self.cluster is None:
-            assert token is not None
-            if template is not None:
-                run.result = run_workload(template, token, targets, aws=aws, azure=azure,
-                                          work_root=self.clouds.state_dir / "pods")
+        with step("process start and run" if self.cluster is None else "pod start and run"):
+            if self.cluster is None:
+                assert token is not None
+                if template is not None:
+                    run.result = run_workload(template, token, targets, aws=aws, azure=azure,
+                                              work_root=self.clouds.state_dir / "pods")
+                else:
+                    run.result = run_probe(token, targets, aws=aws, azure=azure,
+                                           work_root=self.clouds.state_dir / "pods")
             else:
-                run.result = run_probe(token, targets, aws=aws, azure=azure,
-                                       work_root=self.clouds.state_dir / "pods")
-        else:
-            run.result = self.cluster.runner.run(
-                plan.workload.namespace, plan.workload.name, targets, teardown, aws=aws,
-                azure=azure, forged_token=token,
-                aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None,
-                template=template)
+                run.result = self.cluster.runner.run(
+                    plan.workload.namespace, plan.workload.name, targets, teardown, aws=aws,
+                    azure=azure, forged_token=token,
+                    aws_audience=plan.audience if plan.audience != STS_AUDIENCE else None,
+                    template=template)
         return run
 
     def keep(self, plan: FederationPlan, teardown: Teardown) -> KeptRun:
@@ -219,14 +223,22 @@ class Scenarios:
         if run.applied is not None:
             evidence = AwsEvidence(run.applied.role_arn, run.applied.role_name,
                                    run.applied.account_id, run.applied.object_key,
-                                   self.clouds.aws.decisions.for_target(run.applied.role_arn))
+                                   self.decisions(run))
             check_aws(run.plan, run.result.report, evidence)
         if run.applied_azure is not None:
             applied = run.applied_azure
-            azure = self.clouds.azure
-            told = run.result.env.get("AZURE_CLIENT_ID", applied.client_id)
-            decisions = azure.entra.decisions.for_target(told) + [
-                d for d in azure.vaults.decisions.all()
-                if d.target.startswith(f"{applied.vault_name}/")]
             check_azure(run.plan, run.result.report,
-                        AzureEvidence(applied.client_id, applied.secret_sha256, decisions))
+                        AzureEvidence(applied.client_id, applied.secret_sha256,
+                                      self.decisions(run)))
+
+    def decisions(self, run: ScenarioRun) -> list[Decision]:
+        """What the stand-ins decided for the run's role, or its identity and vault."""
+        if run.applied is not None:
+            return self.clouds.aws.decisions.for_target(run.applied.role_arn)
+        if run.applied_azure is None:
+            return []
+        applied, azure = run.applied_azure, self.clouds.azure
+        told = (run.result.env if run.result else {}).get("AZURE_CLIENT_ID", applied.client_id)
+        return azure.entra.decisions.for_target(told) + [
+            d for d in azure.vaults.decisions.all()
+            if d.target.startswith(f"{applied.vault_name}/")]

@@ -57,6 +57,7 @@ class AppliedAws:
     provider_arn: str
     account_id: str
     provider_created: bool = False  # False: an existing provider was reused (never deleted)
+    trust_policy: dict[str, Any] | None = None  # the role's trust policy, as created
 
 
 ROLE_NAME_LIMIT, POLICY_NAME_LIMIT = 64, 128
@@ -149,7 +150,7 @@ class AwsProvisioner:
             trust = irsa_trust_policy(provider_arn, issuer_url, trusted.subject, audience)
         role_arn = self._role(role_name, trust, policy_arn, teardown)
         return AppliedAws(role_arn, role_name, bucket, target.object_key, provider_arn,
-                          account_id, provider_created=created)
+                          account_id, provider_created=created, trust_policy=trust)
 
     def _bucket(self, bucket: str, key: str, teardown: Teardown) -> str:
         config = ({} if self.region == "us-east-1"

@@ -26,6 +26,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,8 @@ class AppliedAzure:
     rbac: bool = False  # the vault uses Azure RBAC (enableRbacAuthorization)
     # what had to wait for propagation, and how long it took (s)
     propagation: dict[str, float] = field(default_factory=dict)
+    # the federated identity credential, as created (issuer, subject, audiences)
+    federated_credential: dict[str, Any] = field(default_factory=dict)
 
 
 def vault_name(run_id: str, plan_name: str) -> str:
@@ -172,12 +175,10 @@ class AzureProvisioner:
         teardown.add(f"identity {name}",
                      lambda: self.msi.user_assigned_identities.delete(group, name))
         credential_name = f"crossfed-{self.run_id}-fic"
+        credential = {"issuer": target.credential_issuer or issuer_url,
+                      "subject": trusted.subject, "audiences": [target.credential_audience]}
         self.msi.federated_identity_credentials.create_or_update(
-            group, name, credential_name, {
-                "issuer": target.credential_issuer or issuer_url,
-                "subject": trusted.subject,
-                "audiences": [target.credential_audience],
-            })
+            group, name, credential_name, dict(credential))
         teardown.add(f"federated credential {credential_name}",
                      lambda: self.msi.federated_identity_credentials.delete(
                          group, name, credential_name))
@@ -200,10 +201,16 @@ class AzureProvisioner:
             # Both models propagate: a new vault's access policy, like a role assignment,
             # takes effect only after a while (403 Forbidden meanwhile).
             label = HARNESS_WAIT if rbac else "keyvault access policy (harness)"
-            waited[label] = self._set_when_propagated(client, target.secret, value)
+            from crossfed.progress import progress
+
+            with progress(f"azure: waiting for the {label} to propagate (secret write)",
+                          eager=False) as waiting:
+                waited[label] = self._set_when_propagated(client, target.secret, value,
+                                                          waiting.started)
         return AppliedAzure(name, identity.client_id, identity.principal_id,
                             self.account.tenant_id, vault.name, vault.properties.vault_uri,
-                            target.secret, digest, vault.id, rbac, waited)
+                            target.secret, digest, vault.id, rbac, waited,
+                            federated_credential=credential)
 
     def _vault(self, name: str, principal_id: str, permissions: tuple[str, ...],
                teardown: Teardown, rbac: bool, admin_object_id: str) -> Any:
@@ -241,7 +248,8 @@ class AzureProvisioner:
         teardown.add(f"role assignment {name} ({who})",
                      lambda: self.authorization.role_assignments.delete(scope, name))
 
-    def _set_when_propagated(self, client: SecretClient, name: str, value: str) -> float:
+    def _set_when_propagated(self, client: SecretClient, name: str, value: str,
+                             on_wait: Callable[[], None] = lambda: None) -> float:
         """set_secret, retried while Key Vault refuses it by RBAC (the new assignment has not
         propagated), with backoff capped at MAX_BACKOFF s, until propagation_timeout; returns
         the seconds waited."""
@@ -255,6 +263,7 @@ class AzureProvisioner:
                 now = time.monotonic()
                 if not _refused_by_rbac(exc):
                     raise
+                on_wait()  # refused: now it is a wait, and says so
                 if now - start >= self.propagation_timeout:
                     raise TimeoutError(
                         f"Key Vault still refuses secret writes {now - start:.0f} s after the "

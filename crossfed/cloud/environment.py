@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -365,6 +366,14 @@ class CloudScenarios:
               applied_at: float, ready_at: float) -> None:
         """Waits are measured from the start of the apply (what a user waits for after
         creating the objects); the timeout counts from its end (what the cloud is given)."""
+        from crossfed.progress import progress
+
+        with progress(f"cloud: {plan.name}: waiting for {_direction(plan)}'s changes to "
+                      "propagate", eager=False) as waiting:
+            self._poll(plan, run, workload, applied_at, ready_at, waiting.started)
+
+    def _poll(self, plan: FederationPlan, run: CloudRun, workload: _Workload,
+              applied_at: float, ready_at: float, on_wait: Callable[[], None]) -> None:
         timeout = self.tier.settings.propagation_timeout
         deadline = ready_at + timeout
         delay, polls, last_note = 0.25, 0, applied_at
@@ -391,6 +400,7 @@ class CloudScenarios:
                 log.info("crossfed cloud: %s: waiting for %s to propagate (%.0f s of %.0f s): "
                          "%s", plan.name, _direction(plan), last_note - applied_at, timeout,
                          verdict.why)
+            on_wait()  # not settled yet: a propagation wait, said once
             time.sleep(delay)
             delay = min(MAX_POLL, delay * 2)
         run.waited = time.monotonic() - applied_at

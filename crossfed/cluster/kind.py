@@ -252,7 +252,10 @@ class KindCluster:
             log.info("kind: creating cluster %s from %s", name, config_path)
             if on_create is not None:
                 on_create()
-            result = runner(argv, timeout=create_timeout)
+            from crossfed.progress import progress
+
+            with progress(f"kind: creating cluster {name}"):
+                result = runner(argv, timeout=create_timeout)
             if result.returncode != 0:
                 raise KindError(argv, result)
             cluster.created = True

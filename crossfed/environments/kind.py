@@ -65,6 +65,7 @@ from crossfed.issuer.keys import SigningKey
 from crossfed.issuer.server import DISCOVERY_PATH, IssuerServer
 from crossfed.pki import RunCA
 from crossfed.plan import AZURE_AUDIENCE, STS_AUDIENCE
+from crossfed.progress import progress
 from crossfed.webhooks import charts
 from crossfed.webhooks.versions import WebhookVersions
 from crossfed.workload.pod import PodSettings
@@ -409,16 +410,17 @@ class KindEnvironment:
             return
         assert self.cluster is not None
         log.info("crossfed kind: loading probe image %s into the cluster", settings.probe_image)
-        if source.archive is not None:
-            self.cluster.load_image(source.archive)
-        else:
-            archive = self.directory / "probe-image.tar"
-            self._run([str(self.tools.docker), "save", "--output", str(archive),
-                       settings.probe_image], "docker save of the probe image", timeout=600)
-            try:
-                self.cluster.load_image(archive)
-            finally:
-                archive.unlink(missing_ok=True)
+        with progress(f"kind: loading probe image {settings.probe_image}"):
+            if source.archive is not None:
+                self.cluster.load_image(source.archive)
+            else:
+                archive = self.directory / "probe-image.tar"
+                self._run([str(self.tools.docker), "save", "--output", str(archive),
+                           settings.probe_image], "docker save of the probe image", timeout=600)
+                try:
+                    self.cluster.load_image(archive)
+                finally:
+                    archive.unlink(missing_ok=True)
         self._mark(node, image=source.mark)
 
     def _node_id(self) -> str:
@@ -442,8 +444,9 @@ class KindEnvironment:
                 log.info("crossfed kind: helm upgrade --install %s %s (waits for its pods)",
                          release.name, release.version)
                 argv = release.install_argv(self.tools.helm, self.directory / "helm")
-                self._run([*argv, "--kubeconfig", str(self.kubeconfig)],
-                          f"helm install of {release.name} {release.version}", timeout=900)
+                with progress(f"kind: helm install {release.name} {release.version}"):
+                    self._run([*argv, "--kubeconfig", str(self.kubeconfig)],
+                              f"helm install of {release.name} {release.version}", timeout=900)
                 mark_progress(self, node, release)
         self._mark(node, webhooks=fingerprint, releases=release_marks(releases),
                    webhook_versions=str(versions or WebhookVersions()))

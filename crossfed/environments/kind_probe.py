@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from crossfed.progress import progress
+
 log = logging.getLogger("crossfed")
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +122,8 @@ class ProbeImage:
             return ProbeSource(found[0])
         log.info("crossfed kind: building probe image %s from %s (a few minutes the first "
                  "time)", self.image, self.dockerfile)
-        with probe_context(self.build_context) as context:
+        with probe_context(self.build_context) as context, progress(
+                f"kind: building probe image {self.image}"):
             result = self.runner([self.docker, "build", "--file", str(self.dockerfile),
                                   "--tag", self.image, "--label",
                                   f"{SOURCES_LABEL}={fingerprint}", str(context)],

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from crossfed.progress import progress
 from crossfed.webhooks import charts
 from crossfed.webhooks.versions import VersionError, WebhookVersions
 
@@ -118,8 +119,9 @@ def upgrade_webhooks(env: KindEnvironment, azure_tenant_id: str,
         for release in changed:
             log.info("crossfed kind: helm upgrade %s to %s (waits for its pods)",
                      release.name, release.version)
-            env._run(upgrade_argv(release, env),
-                     f"helm upgrade of {release.name} to {release.version}", timeout=900)
+            with progress(f"kind: helm upgrade {release.name} to {release.version}"):
+                env._run(upgrade_argv(release, env),
+                         f"helm upgrade of {release.name} to {release.version}", timeout=900)
             mark_progress(env, node, release)
         env._mark(node, webhooks=releases_fingerprint(releases),
                   releases=release_marks(releases), webhook_versions=str(versions))

@@ -7,9 +7,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from typing import Any
 
-from crossfed.probe.report import failure
+from crossfed.probe.report import failure, timed
 
 CLI_ERROR = re.compile(
     r"An error occurred \((?P<code>[^)]+)\) when calling the (?P<op>\w+) operation")
@@ -20,13 +21,15 @@ def with_boto3(bucket: str) -> dict[str, Any]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     def attempt(call: Any) -> dict[str, Any]:
+        started = time.monotonic()
         try:
-            return {"ok": True, **call()}
+            return timed(started, {"ok": True, **call()})
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            return failure(error.get("Code", "?"), exc.operation_name, error.get("Message", ""))
+            return timed(started, failure(error.get("Code", "?"), exc.operation_name,
+                                          error.get("Message", "")))
         except BotoCoreError as exc:
-            return failure(type(exc).__name__, "", str(exc))
+            return timed(started, failure(type(exc).__name__, "", str(exc)))
 
     session = boto3.Session()
     sts, s3 = session.client("sts"), session.client("s3")
@@ -50,9 +53,11 @@ def with_cli(bucket: str) -> dict[str, Any]:
         code, op = (match["code"], match["op"]) if match else ("CLIError", "")
         return False, "", failure(code, op, done.stderr.strip())
 
+    started = time.monotonic()
     ok, out, problem = run(["sts", "get-caller-identity", "--output", "json"])
-    identity = {"ok": True, "arn": json.loads(out)["Arn"]} if ok else problem
+    identity = timed(started, {"ok": True, "arn": json.loads(out)["Arn"]} if ok else problem)
+    started = time.monotonic()
     ok, out, problem = run(["s3", "ls", f"s3://{bucket}/"])
-    listing = {"ok": True, "keys": [line.split()[-1] for line in out.splitlines() if line.strip()]
-               } if ok else problem
+    listing = timed(started, {"ok": True, "keys": [
+        line.split()[-1] for line in out.splitlines() if line.strip()]} if ok else problem)
     return {"caller_identity": identity, "list_bucket": listing}

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from typing import Any
 
-from crossfed.probe.report import failure
+from crossfed.probe.report import failure, timed
 
 AADSTS = re.compile(r"AADSTS(\d+)")
 VAULT_SCOPE = "https://vault.azure.net/.default"
@@ -45,16 +46,18 @@ def with_credential(kind: str, vault_url: str, secret: str,
     from azure.keyvault.secrets import SecretClient
 
     result: dict[str, Any] = {}
+    started = time.monotonic()
     try:
         credential = _credential(kind)
         credential.get_token(VAULT_SCOPE)
-        result["token"] = {"ok": True}
+        result["token"] = timed(started, {"ok": True})
     except (ClientAuthenticationError, ValueError) as exc:
-        result["token"] = _auth_failure(exc)
+        result["token"] = timed(started, _auth_failure(exc))
         result["secret"] = failure("NoToken", "get_secret", "no token, no read")
         return result
     client = SecretClient(vault_url, credential,
                           verify_challenge_resource=verify_challenge_resource)
+    started = time.monotonic()
     try:
         bundle = client.get_secret(secret)
         digest = hashlib.sha256((bundle.value or "").encode()).hexdigest()
@@ -65,4 +68,5 @@ def with_credential(kind: str, vault_url: str, secret: str,
         code = exc.error.code if exc.error else type(exc).__name__
         result["secret"] = failure(code or "?", "get_secret", str(exc),
                                    status=exc.status_code)
+    result["secret"] = timed(started, result["secret"])
     return result

@@ -27,6 +27,14 @@ def scrub(text: str) -> str:
     return text
 
 
+def timed(started: float, step: dict[str, Any]) -> dict[str, Any]:
+    """The step with how long it took (`seconds`, from `started`, a time.monotonic()): the
+    run report's step timings (token exchange, resource call) come from here."""
+    import time
+
+    return {**step, "seconds": round(time.monotonic() - started, 3)}
+
+
 def failure(code: str, operation: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"ok": False, "error_code": code, "operation": operation,
             "message": scrub(message)[:500], **extra}
