@@ -89,7 +89,8 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> list[str]:
         say(f"crossfed: {environment}: {len(passed)} of {len(ran)} scenarios passed {where}"
             + (f"; not passed: {', '.join(failed)}" if failed else "")
             + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
-        say(f"crossfed: {environment}: passed: {', '.join(passed)}")
+        if passed:
+            say(f"crossfed: {environment}: passed: {', '.join(passed)}")
     from crossfed.upgrade_flow import before_after_table, chosen_versions, summary_lines
 
     if SCENARIO_OUTCOMES:

@@ -504,7 +504,8 @@ class Config:
     DEFAULTS = {"--crossfed-probe-dockerfile": None, "--crossfed-probe-image-archive": None,
                 "--kind-cluster-name": "crossfed", "--kind-node-image": None,
                 "--kind-disable-default-cni": False, "--crossfed-webhooks": None,
-                "--crossfed-keep-cluster": False, "--crossfed-probe-image": PROBE}
+                "--crossfed-keep-cluster": False, "--crossfed-probe-image": PROBE,
+                "--webhook-versions": None, "--upgrade-webhooks-to": None}
 
     def __init__(self, **options: Any) -> None:
         self.options = {**self.DEFAULTS, **options}
