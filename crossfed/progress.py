@@ -2,13 +2,15 @@
 
 Written through pytest's terminal reporter with capturing suspended for the line, so they
 show with and without -s, between the progress dots. A pytest-xdist worker has no terminal
-of its own: its lines go only to the "crossfed.progress" logger (kept with the test's report
-and shown when it fails). Outside pytest (the CLI) they go to standard error.
+reporter of its own: it writes each line, prefixed with its id, to the standard error it
+shares with the controller, in one write on a line of its own. Every line also goes to the
+"crossfed.progress" logger. Outside pytest (the CLI) they go to standard error.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -31,13 +33,23 @@ def emit(line: str) -> None:
     if config is None:
         print(line, file=sys.stderr, flush=True)
         return
-    if getattr(config, "workerinput", None) is not None:
-        return  # an xdist worker: the log record above is all it has
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        # An xdist worker has no terminal reporter of its own, but shares the controller's
+        # standard error: the line goes there (capturing suspended) in one write, on a line
+        # of its own.
+        text = f"\n[{worker.get('workerid', 'worker')}] {line}\n".encode()
+        if capture is None:
+            os.write(2, text)
+            return
+        with capture.global_and_fixture_disabled():
+            os.write(2, text)
+        return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         print(line, file=sys.stderr, flush=True)
         return
-    capture = config.pluginmanager.get_plugin("capturemanager")
     if capture is None:
         reporter.ensure_newline()
         reporter.write_line(line)
