@@ -47,7 +47,8 @@ def describe(account: ScenarioAccount, environment: Any, run: Any, passed: bool,
         _mutation_step(account)
         _probe_steps(account, report)
         if not passed:
-            account.events = scrub_text(result.stderr or "")[-4000:]
+            account.events = _failure_record(environment, run) or scrub_text(
+                result.stderr or "")[-4000:]
     if not passed:
         account.message = scrub_text(failure)[:2000]
 
@@ -61,6 +62,18 @@ def _webhook(name: str, environment: Any, versions: Any) -> str:
     else:  # the cloud tier's clusters
         reference = environment.tier.settings.reference_mutator
     return f"{'reference mutator' if reference else 'real webhooks'} at {versions}"
+
+
+def _failure_record(environment: Any, run: Any) -> str:
+    """A failed pod's events and logs, read while it still exists (before the teardown)."""
+    cluster = getattr(environment, "cluster", None)
+    runner = getattr(cluster, "runner", None)
+    if runner is None or not hasattr(runner, "failure_record"):
+        return ""
+    try:
+        return runner.failure_record(run.plan.workload.namespace)[-4000:]
+    except Exception as exc:  # an account never fails a scenario
+        return f"(events and logs not read: {type(exc).__name__})"
 
 
 def _decisions(environment: Any, run: Any) -> list[Any]:

@@ -237,6 +237,19 @@ class PodRunner:
         diagnostics = "" if lines else self.diagnostics(namespace, logs, pod_name)
         return ProbeResult(report, code, diagnostics, received)
 
+    def failure_record(self, namespace: str, pod_name: str = "probe") -> str:
+        """Events, mutation and logs of a pod whose scenario failed (for the run report);
+        scrubbed. What cannot be read is said, not raised."""
+        try:
+            logs = self.core.read_namespaced_pod_log(
+                pod_name, namespace, _preload_content=False).data.decode()
+        except ApiException as exc:
+            logs = f"(no logs: {exc.reason})"
+        try:
+            return self.diagnostics(namespace, logs, pod_name)
+        except ApiException as exc:
+            return scrub_text(f"(no events: {exc.reason})\nlogs:\n{logs[-2000:]}")
+
     def diagnostics(self, namespace: str, logs: str, pod_name: str = "probe") -> str:
         """Events, the mutation the pod received, and its logs, for a failing test's report;
         scrubbed (crossfed.redact.scrub_text): a pod that logs its token shows none of it."""
