@@ -177,5 +177,5 @@ def test_the_browser_shows_the_failing_check_and_its_fix_in_its_cell(tmp_path: P
     assert "denied at check audience" in cells.text[
         "scenario-test-scenarios-py-test-denied-as-expected-process"]
     artifacts = Path(os.environ.get("CROSSFED_ARTIFACTS", tmp_path / "artifacts"))
-    shot = browser.screenshot(report, artifacts / "report-screenshot.png", tmp_path / "profile")
+    shot = browser.screenshot(report, artifacts / "browser-test-report.png", tmp_path / "profile")
     assert shot.stat().st_size > 10_000
