@@ -33,11 +33,29 @@ _PEM_PRIVATE = re.compile(
 _JWT = re.compile(r"eyJ[\w-]{2,}\.eyJ[\w-]*\.(?P<signature>[\w-]*)")  # alg none: empty signature
 _AUTH_HEADER = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<gap>\s+)(?P<value>[\w.~+/=-]{8,})")
 _NAMED = re.compile(  # KEY=value, "key": "value", key: value, key=value& (form bodies)
-    r"(?i)(?P<name>[\w-]*(?:secret|password|passwd|session[_-]?token|security[_-]?token|"
+    r"(?i)(?<![\w-])(?P<name>[\w-]*(?:secret|password|passwd|session[_-]?token|security[_-]?token|"
     r"access[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?assertion|private[_-]?key)"
-    r"[\w-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;&<>]{8,})")
-# An Entra client secret: three characters, a digit, "Q~", then 31-34 more.
-_AZURE_SECRET = re.compile(r"(?<![\w.~-])[\w.-]{3}\dQ~[\w.~-]{31,34}(?![\w.~-])")
+    r"[\w-]*)(?<![_-]type)"  # client_assertion_type=urn:...: a name for a kind, no secret
+    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;&<>]{8,})")
+# Text without any of these words has no _NAMED pair: a quick test first, since every log
+# record at DEBUG level goes through scrub_text (crossfed/log_redaction.py).
+_NAMED_WORDS = ("secret", "passw", "token", "assertion", "private")
+# What signs a request or a URL: a presigned URL's X-Amz-Signature and X-Amz-Credential, the
+# Signature= of a SigV4 Authorization header, an Azure SAS's sig=.
+_SIGNED = re.compile(
+    r"(?i)(?<![\w-])(?P<name>x-amz-signature|x-amz-credential|signature|sig)"
+    r"(?P<sep>=)(?P<value>[^\s\"',;&<>]{8,})")
+# botocore.auth's DEBUG line "Signature:\n<64 hex>": the SigV4 signature it just computed.
+_SIGV4_SHOWN = re.compile(
+    r"(?i)(?<![\w-])(?P<name>signature)(?P<sep>:\s*)(?P<value>[0-9a-f]{64})\b")
+# An AWS session token by its prefix (moto's FQoGZXIvYXdzE..., AWS's FwoG... and IQoJb3JpZ2lu...),
+# also percent-encoded in a URL's query.
+_SESSION_TOKEN = re.compile(
+    r"(?:FQoGZXIvYXdzE|FwoGZXIvYXdzE|IQoJb3JpZ2lu)(?:[A-Za-z0-9+/=]|%2[BbFf]|%3[Dd]){40,}")
+# An Entra client secret: three characters, a digit, "Q~", then 31-34 more (a sentence's
+# full stop after it is not one of them).
+_AZURE_SECRET = re.compile(
+    r"(?<![\w.~-])[\w.-]{3}\dQ~[\w.~-]{31,34}(?![\w~-]|\.[\w.~-])")
 # A bare high-entropy run of 40 or more base64/base64url characters: AWS secret access keys
 # (40), session tokens (hundreds), the stand-ins' client secrets. Hex digests (one case only)
 # and names (no mixed case with digits, or both / and -) are left alone.
@@ -75,15 +93,31 @@ def scrub_text(text: str, *secrets: str | None) -> str:
     """Text from outside crossfed's own formatting (a pod's logs and termination message, a
     process's stderr, an SDK's error message) with every secret crossfed can recognise
     replaced: the known `secrets` first, then PEM private keys, JWTs, Authorization header
-    values, `name=value` pairs whose name says secret/token/password/key, Entra client secrets
-    and bare high-entropy strings of 40+ characters (AWS secret keys, session tokens)."""
+    values, `name=value` pairs whose name says secret/token/password/key, request and URL
+    signatures (X-Amz-Signature, X-Amz-Credential, SigV4 Signature, SAS sig=), AWS session
+    tokens (also percent-encoded), Entra client secrets and bare high-entropy strings of 40+
+    characters (AWS secret keys, session tokens)."""
     text = scrub(text, *secrets)
-    text = _PEM_PRIVATE.sub(lambda m: _tail_free(f"{m.group('label')}PRIVATE KEY", m.group(0)),
-                            text)
-    text = _JWT.sub(_jwt, text)
-    text = _AUTH_HEADER.sub(lambda m: m.group("scheme") + m.group("gap") + (
-        m.group("value") if m.group("value").startswith("<")
-        else _tail_free("credential", m.group("value"))), text)
-    text = _NAMED.sub(_named, text)
-    text = _AZURE_SECRET.sub(lambda m: _tail_free("secret", m.group(0), m.group(0)[-4:]), text)
+    # Each pattern only where a quick look at the text as given finds its marker (a word,
+    # a prefix): most lines have none, and what a replacement puts in needs no more replacing.
+    lower = text.lower()
+    if "private key-----" in lower:
+        text = _PEM_PRIVATE.sub(
+            lambda m: _tail_free(f"{m.group('label')}PRIVATE KEY", m.group(0)), text)
+    if "eyj" in lower:
+        text = _JWT.sub(_jwt, text)
+    if "bearer" in lower or "basic" in lower:
+        text = _AUTH_HEADER.sub(lambda m: m.group("scheme") + m.group("gap") + (
+            m.group("value") if m.group("value").startswith("<")
+            else _tail_free("credential", m.group("value"))), text)
+    if "gzxivyxdz" in lower or "iqojb3jpz2lu" in lower:
+        text = _SESSION_TOKEN.sub(lambda m: _tail_free("session token", m.group(0)), text)
+    if any(word in lower for word in _NAMED_WORDS):
+        text = _NAMED.sub(_named, text)
+    if "sig" in lower or "credential=" in lower:
+        text = _SIGNED.sub(_named, text)
+        text = _SIGV4_SHOWN.sub(_named, text)
+    if "q~" in lower:
+        text = _AZURE_SECRET.sub(lambda m: _tail_free("secret", m.group(0), m.group(0)[-4:]),
+                                 text)
     return _OPAQUE.sub(_opaque, text)
