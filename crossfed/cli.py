@@ -163,7 +163,10 @@ def serve(args: argparse.Namespace) -> int:
     from crossfed.environments.standins import LocalStandIns
     from crossfed.issuer.keys import SigningKey
     from crossfed.listen import check_listen_host
+    from crossfed.log_redaction import install
     from crossfed.secret_files import private_dir, write_private
+
+    install()  # every record of the stand-ins and their libraries, redacted where it is made
 
     try:
         check_listen_host(args.host)

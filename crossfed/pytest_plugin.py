@@ -58,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     progress.use_pytest(config)
     remember_config(config)
+    if engaged(config):
+        _redact_logs()
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     for text in config.stash.get(DEPRECATIONS, []):
@@ -87,6 +89,15 @@ def pytest_configure(config: pytest.Config) -> None:
             check_listen_host(host)
         except ValueError as exc:
             raise pytest.UsageError(f"--crossfed-standin-host: {exc}") from None
+
+
+def _redact_logs() -> None:
+    """Every log record of this process redacted where it is made (crossfed.log_redaction):
+    from the start when crossfed is asked for, else once a crossfed fixture runs. A run that
+    never engages crossfed keeps its logging as it is."""
+    from crossfed.log_redaction import install
+
+    install()
 
 
 def _issuer_given(config: pytest.Config) -> bool:
@@ -351,6 +362,7 @@ def _kind_for_clouds(request: pytest.FixtureRequest) -> KindEnvironment | None:
 @pytest.fixture(scope="session")
 def crossfed_clouds(request: pytest.FixtureRequest) -> Iterator[LocalStandIns]:
     """Issuer, AWS and Azure stand-ins and the negative scenarios' issuers, for the session."""
+    _redact_logs()
     from crossfed.environments.standins import LocalStandIns, new_run_id
     from crossfed.issuer.keys import SigningKey
     from crossfed.secret_files import release_run_state, run_state_dir
@@ -434,6 +446,7 @@ def crossfed_kind_cluster(request: pytest.FixtureRequest, crossfed_kind: KindEnv
 def crossfed_cloud_tier(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The cloud tier of the session: accounts, tags, issuers, attached clusters; whatever it
     created is deleted at the end (each scenario's objects already at the scenario's end)."""
+    _redact_logs()
     from crossfed.cloud.environment import CloudTier
     from crossfed.cloud.options import CloudSettings
     from crossfed.environments.standins import new_run_id

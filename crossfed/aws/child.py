@@ -345,6 +345,9 @@ def main(fd: int, parent: int) -> None:
                      daemon=True).start()
     conn = Connection(fd)
     config = conn.recv()
+    from crossfed.log_redaction import install
+
+    install()  # moto's and the stand-in's records redacted where they are made, at any level
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="crossfed aws stand-in: %(levelname)s %(name)s: %(message)s")
     access = logging.getLogger("crossfed.http.access")
