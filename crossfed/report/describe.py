@@ -36,6 +36,8 @@ def describe(account: ScenarioAccount, environment: Any, run: Any, passed: bool,
     account.chain, account.failed_check, account.fix = chain_for(
         account.direction, report, denials, passed, expect.failed_check or "",
         expect.step if not expect.allowed else "", failure)
+    if not passed:
+        _failure_kind(account, failure)
     tokens = report.get("tokens") or {}
     account.claims = {name: {"header": t.get("header", {}), "claims": t.get("claims", {}),
                              "sha256": t.get("sha256", "")}
@@ -51,6 +53,27 @@ def describe(account: ScenarioAccount, environment: Any, run: Any, passed: bool,
                 result.stderr or "")[-4000:]
     if not passed:
         account.message = scrub_text(failure)[:2000]
+
+
+DRIFT = "the pod's mutation differs from the contract"
+TEMPLATE = "did not meet its success condition"
+
+
+def _failure_kind(account: ScenarioAccount, failure: str) -> None:
+    """Failures the chain does not show: a pod's mutation that drifted from the contract (the
+    chain may have held), and a team's workload that missed its success condition."""
+    lines = [line.strip() for line in failure.splitlines() if line.strip()]
+    if DRIFT in failure:
+        account.failed_check = "contract drift (the pod's mutation)"
+        after = lines[next(i for i, line in enumerate(lines) if DRIFT in line) + 1:]
+        account.fix = scrub_text(after[0] if after else lines[0])[:600]
+        for link in account.chain:  # the exchange ran on what the pod got: shown as met
+            if link.outcome == "failed" and link.check == "expectation":
+                link.outcome, link.check, link.fix = "passed", "", ""
+    elif TEMPLATE in failure:
+        account.failed_check = "workload success condition"
+        diagnosis = [line for line in lines if line.startswith("diagnosis:")]
+        account.fix = scrub_text((diagnosis or lines[1:2] or lines[:1])[0])[:600]
 
 
 def _webhook(name: str, environment: Any, versions: Any) -> str:
@@ -115,10 +138,13 @@ def _probe_steps(account: ScenarioAccount, report: dict[str, Any]) -> None:
 
 
 def _mutation_step(account: ScenarioAccount) -> None:
-    """What the pod received (or, in a process, what crossfed gave it as the contract)."""
+    """What the pod received (or, in a process, what crossfed gave it as the contract);
+    failed when it drifted from the contract."""
     detail = ", ".join(sorted(json.loads(account.mutation or "{}"))) or "no variables"
-    _after_workload(account, [Step("mutation received", 0.0, None, "passed", detail)],
-                    before=True)
+    drifted = account.failed_check.startswith("contract drift")
+    _after_workload(account, [Step("mutation received", 0.0, None,
+                                   "failed" if drifted else "passed",
+                                   account.fix if drifted else detail)], before=True)
 
 
 def _after_workload(account: ScenarioAccount, steps: list[Step], before: bool = False) -> None:

@@ -179,3 +179,40 @@ def test_the_browser_shows_the_failing_check_and_its_fix_in_its_cell(tmp_path: P
     artifacts = Path(os.environ.get("CROSSFED_ARTIFACTS", tmp_path / "artifacts"))
     shot = browser.screenshot(report, artifacts / "browser-test-report.png", tmp_path / "profile")
     assert shot.stat().st_size > 10_000
+
+
+def _described(failure: str, report: dict) -> ScenarioAccount:
+    from crossfed.report.describe import describe
+    from crossfed.scenario import ScenarioRun
+    from crossfed.suite.plans import AZURE_ALLOWED
+    from crossfed.workload.process import ProbeResult
+
+    run = ScenarioRun(AZURE_ALLOWED, result=ProbeResult(report, 1, "", {
+        "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token"}))
+    account = ScenarioAccount("t.py::test_x[process]", "process")
+    describe(account, SimpleNamespace(name="process", versions="azwi=v1.6.0"), run,
+             passed=False, failure=failure)
+    return account
+
+
+def test_a_drifted_mutation_is_the_failed_check_and_its_step_fails():
+    held = {"azure": {"workload": {"token": {"ok": True}, "secret": {"ok": True}}}}
+    account = _described(
+        "plan 'azure-allowed' (kubeconfig): the pod's mutation differs from the contract of "
+        "eks=v0.6.17,azwi=v1.6.0 (the webhook changed behaviour, or crossfed's contract is "
+        "out of date):\n  container probe: env AZURE_FEDERATED_TOKEN_FILE: webhook set \"a\", "
+        "contract expects \"b\"", held)
+    assert account.failed_check == "contract drift (the pod's mutation)"
+    assert account.fix.startswith("container probe: env AZURE_FEDERATED_TOKEN_FILE")
+    assert outcomes(account.chain) == ["passed"] * 5  # the chain held on what the pod got
+    mutation = next(s for s in account.steps if s.name == "mutation received")
+    assert mutation.outcome == "failed" and "AZURE_FEDERATED_TOKEN_FILE" in mutation.detail
+
+
+def test_a_workload_that_missed_its_success_condition_names_the_diagnosis():
+    account = _described(
+        "plan 'our-app': workload x.yaml did not meet its success condition (exit code 0):\n"
+        "  exit code 1, expected 0\n  diagnosis: token file /var/run/secrets/azure/tokens/"
+        "azure-identity-token does not exist: read AZURE_FEDERATED_TOKEN_FILE", {"ok": False})
+    assert account.failed_check == "workload success condition"
+    assert account.fix.startswith("diagnosis: token file") and "AZURE_FEDERATED" in account.fix
