@@ -43,6 +43,7 @@ echo $! > "$STATE/issuer.pid"
 for _ in $(seq 100); do [ -s "$STATE/issuer.json" ] && break; sleep 0.1; done
 [ -s "$STATE/issuer.json" ] || { log "the issuer did not start"; exit 1; }
 up_start=$(date +%s)
+log "starting the cluster (bridge $BRIDGE) ..."
 python3 -m crossfed.cluster.microcluster up --work-dir "$STATE/cluster" --binaries "$BIN" \
   --image "$IMAGE" --issuer-url "https://127.0.0.1:$PORT" \
   --signing-key "$STATE/issuer/sa-signer.key" --signing-public-key "$STATE/issuer/sa-signer.pub" \
