@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from crossfed.cli_errors import CliError
+from crossfed.progress import progress
 
 
 def _older_than(args: argparse.Namespace, bare_unit: str) -> Any:
@@ -42,18 +43,15 @@ def sweep(args: argparse.Namespace) -> int:
                            "age) or --older-than HOURS (every run's, judged by their "
                            "crossfed-created-at tag; e.g. 6h)")
         cloud_age = None if args.run_id else _older_than(args, "h")
-    from crossfed.progress import progress
-
-    status = 0
-    steps = [("local state", args.local_state, lambda: _sweep_local(args)),
-             ("kind", args.kind, lambda: _sweep_kind(args)),
-             ("cluster", args.kubeconfig, lambda: _sweep_cluster(args)),
-             ("AWS", args.aws, lambda: _sweep_aws(args, cloud_age)),
-             ("Azure", args.azure, lambda: _sweep_azure(args, cloud_age))]
-    for what, asked, run in steps:
-        if asked:
-            with progress(f"sweep {what}"):
-                status = max(status, run())
+    status = _sweep_local(args) if args.local_state else 0
+    if args.kind:
+        status = max(status, _sweep_kind(args))
+    if args.kubeconfig:
+        status = max(status, _sweep_cluster(args))
+    if args.aws:
+        status = max(status, _sweep_aws(args, cloud_age))
+    if args.azure:
+        status = max(status, _sweep_azure(args, cloud_age))
     return status
 
 
@@ -64,8 +62,9 @@ def _sweep_aws(args: argparse.Namespace, older_than: Any) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
     try:
         iam, s3 = sweep_aws.clients(args.aws_region)
-        failures = sweep_aws.sweep(iam, s3, Selector(args.run_id, older_than), args.dry_run,
-                                   sys.stdout, sys.stderr)
+        with progress("sweep AWS", eager=False) as sweeping:
+            failures = sweep_aws.sweep(iam, s3, Selector(args.run_id, older_than),
+                                       args.dry_run, _Starting(sweeping.started), sys.stderr)
     except SweepUsageError as exc:
         raise CliError(f"--aws: {exc}") from exc
     return 1 if failures else 0
@@ -79,11 +78,27 @@ def _sweep_azure(args: argparse.Namespace, older_than: Any) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         az = sweep_azure.clients(args.azure_subscription, args.azure_arm_endpoint)
-        failures = sweep_azure.sweep(az, Selector(args.run_id, older_than), args.dry_run,
-                                     sys.stdout, sys.stderr)
+        with progress("sweep Azure", eager=False) as sweeping:
+            failures = sweep_azure.sweep(az, Selector(args.run_id, older_than), args.dry_run,
+                                         _Starting(sweeping.started), sys.stderr)
     except SweepUsageError as exc:
         raise CliError(f"--azure: {exc}") from exc
     return 1 if failures else 0
+
+
+class _Starting:
+    """Standard output that starts the sweep's progress line at its first line: a sweep
+    refused before it lists anything (missing credentials) stays a one-line usage error."""
+
+    def __init__(self, started: Any) -> None:
+        self.started = started
+
+    def write(self, text: str) -> int:
+        self.started()
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _sweep_kind(args: argparse.Namespace) -> int:
@@ -124,7 +139,8 @@ def _delete_or_list(nothing: str, described: list[str], dry_run: bool,
         for line in described:
             print(f"would delete {line}")
         return 0
-    failures = delete()
+    with progress(f"sweep: deleting {len(described)} object(s)"):
+        failures = delete()
     for failure in failures:
         print(f"crossfed sweep: could not delete {failure}", file=sys.stderr)
     return 1 if failures else 0

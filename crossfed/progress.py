@@ -28,11 +28,11 @@ def use_pytest(config: Any) -> None:
 
 def emit(line: str) -> None:
     """One progress line, wherever this process shows them."""
-    log.info("%s", line)
     config = _config
-    if config is None:
+    if config is None:  # the CLI: standard error is where its progress goes
         print(line, file=sys.stderr, flush=True)
         return
+    log.info("%s", line)
     capture = config.pluginmanager.get_plugin("capturemanager")
     worker = getattr(config, "workerinput", None)
     if worker is not None:
