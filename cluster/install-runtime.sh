@@ -42,9 +42,10 @@ for svc in containerd etcd; do
     systemctl stop "$svc" >/dev/null 2>&1 || true
     systemctl disable "$svc" >/dev/null 2>&1 || true
   fi
-  if [ -x "/etc/init.d/$svc" ]; then
-    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
-    command -v update-rc.d >/dev/null && update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  # Not `/etc/init.d/$svc stop`: its start-stop-daemon --exec stops every etcd/containerd on
+  # the host, a running microcluster's too. The system instances are stopped below instead.
+  if [ -x "/etc/init.d/$svc" ] && command -v update-rc.d >/dev/null; then
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
   fi
 done
 # A daemon started without an init system (no systemd here): the system instances run with the

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -77,7 +78,8 @@ def test_pytest_refuses_them_with_a_usage_error(tmp_path):
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs",
          "crossfed.suite", "--crossfed-env", "kind", "--webhook-versions", "eks=v0.5.4",
          "--upgrade-webhooks-to", "eks=v0.6.17"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CROSSFED_")})
     assert done.returncode == 4, done.stdout + done.stderr
     assert "eks=v0.5.4: no amazon-eks-pod-identity-webhook chart" in done.stderr
 
