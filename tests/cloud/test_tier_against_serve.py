@@ -1,6 +1,6 @@
 """The cloud tier end to end against `crossfed serve` (a separate process with a propagation
 delay of at least 10 s), for both directions, every scenario, in processes and, with the CI
-cluster, in pods (it stands in for AKS and EKS at once)."""
+cluster, in pods (it stands in for AKS and EKS at once). The tier runs go side by side."""
 
 from __future__ import annotations
 
@@ -33,6 +33,59 @@ def serve(tmp_path_factory: pytest.TempPathFactory, cluster: tier.CiCluster | No
     served.stop()
 
 
+UPGRADE = ("--webhook-versions", "eks=v0.5.2,azwi=v1.5.1",
+           "--upgrade-webhooks-to", "eks=v0.6.17,azwi=v1.6.0")
+
+
+def _specs(serve: tier.Serve, cluster: tier.CiCluster | None) -> dict[str, dict]:
+    """The tier runs of this module, by label: their arguments, environment and the run they
+    wait for (the two on the CI cluster go one after the other)."""
+    alone, both = tier.environment(serve, None), ("aws", "azure")
+    specs: dict[str, dict] = {
+        "processes": {"args": tier.tier_args(serve, None), "env": alone},
+        "rbac": {"args": tier.tier_args(serve, None, ("azure",), "--azure-keyvault-"
+                                        "authorization", "rbac", "-k", "test_azure"),
+                 "env": alone},
+    }
+    if cluster is not None:
+        on_cluster = tier.environment(serve, cluster)
+        specs["pods"] = {"args": tier.tier_args(serve, cluster, both, "-k", "cloud-cluster"),
+                         "env": on_cluster}
+        specs["upgrade"] = {"args": tier.tier_args(
+            serve, cluster, both, "-rs", "-k",
+            "test_workload_assumes_role_and_lists_bucket or test_workload_reads_the_secret or "
+            "test_workloads_started_before_the_upgrade", *UPGRADE),
+            "env": on_cluster, "after": "pods"}
+    return specs
+
+
+# which tier runs each test reads
+NEEDS = {"test_every_scenario_passes_in_processes_against_serve": "processes",
+         "test_every_scenario_passes_in_pods_against_serve": "pods",
+         "test_rbac_vaults_pass_against_serve": "rbac",
+         "test_the_upgrade_flow_reruns_the_cluster_scenarios_after_the_upgrade": "upgrade"}
+
+
+@pytest.fixture(scope="module")
+def runs(request: pytest.FixtureRequest, serve, cluster,
+         tmp_path_factory: pytest.TempPathFactory):
+    """The selected tests' tier runs, all started at once (tests/cloud spends its time waiting
+    out serve's propagation delay, so side by side they take the time of the longest chain),
+    which also shows that concurrent runs on one account leave each other alone."""
+    specs = _specs(serve, cluster)
+    here = request.node.path
+    wanted = {NEEDS[item.originalname] for item in request.session.items
+              if item.path == here and item.originalname in NEEDS}
+    side = tier.SideBySide(tmp_path_factory.mktemp("tier-runs"))
+    for label in ("pods", "processes", "rbac", "upgrade"):  # the longest chain first
+        spec = specs.get(label)
+        if label in wanted and spec is not None:
+            after = spec.get("after")
+            side.start(label, spec["args"], spec["env"], after if after in wanted else None)
+    yield side
+    side.close()
+
+
 def _report(label: str, output: str) -> None:
     lines = [line for line in output.splitlines() if line.startswith("crossfed: cloud")]
     REPORTED.extend(f"{label}: {line}" for line in lines)
@@ -42,16 +95,11 @@ def _decision_reads(serve: tier.Serve) -> list[str]:
     return [line for line in serve.logs().splitlines() if "/crossfed/" in line]
 
 
-def test_every_scenario_passes_against_serve(serve, cluster, tmp_path: Path) -> None:
-    env = tier.environment(serve, cluster)
-    done = tier.run_tier(tier.tier_args(serve, cluster), env, tmp_path)
-    output = done.stdout + done.stderr
-    _report(f"cloud tier against serve (--propagation-delay {DELAY:g})", output)
+def _every_scenario(serve: tier.Serve, done: tier.TierRun, environment: str) -> None:
+    output = done.output
+    _report(f"cloud tier against serve (--propagation-delay {DELAY:g}, {done.label})", output)
     assert done.returncode == 0, output[-8000:]
-    found = tier.summaries(output)
-    assert found.get("cloud-process") == (SCENARIOS, SCENARIOS), found
-    if cluster is not None:
-        assert found.get("cloud-cluster") == (SCENARIOS, SCENARIOS), found
+    assert tier.summaries(output).get(environment) == (SCENARIOS, SCENARIOS), output[-3000:]
     waits = re.findall(r"crossfed: cloud propagation: (.+?): \d+ wait\(s\), median ([\d.]+)",
                        output)
     assert waits, "the tier printed no measured propagation wait"
@@ -60,13 +108,23 @@ def test_every_scenario_passes_against_serve(serve, cluster, tmp_path: Path) -> 
     assert not _decision_reads(serve), "the tier read the stand-ins' decision feeds"
 
 
-def test_rbac_vaults_pass_against_serve(serve, tmp_path: Path) -> None:
+def test_every_scenario_passes_in_processes_against_serve(serve, runs) -> None:
+    _every_scenario(serve, runs.result("processes"), "cloud-process")
+
+
+def test_every_scenario_passes_in_pods_against_serve(serve, cluster, runs) -> None:
+    """The CI cluster stands in for AKS and EKS at once; serve trusts its issuer."""
+    if cluster is None:
+        pytest.skip("pods need the CI cluster (CROSSFED_KUBECONFIG)")
+    done = runs.result("pods")
+    _every_scenario(serve, done, "cloud-cluster")
+    assert "cloud-process" not in tier.summaries(done.output)  # deselected: the other run's
+
+
+def test_rbac_vaults_pass_against_serve(runs) -> None:
     """The other Key Vault permission model: role assignments instead of access policies."""
-    env = tier.environment(serve, None)
-    done = tier.run_tier(tier.tier_args(serve, None, ("azure",), "--azure-keyvault-"
-                                        "authorization", "rbac", "-k", "test_azure"),
-                         env, tmp_path)
-    output = done.stdout + done.stderr
+    done = runs.result("rbac")
+    output = done.output
     _report("cloud tier, Key Vault RBAC", output)
     assert done.returncode == 0, output[-8000:]
     azure = 1 + len(AZURE_DENIED)
@@ -75,21 +133,15 @@ def test_rbac_vaults_pass_against_serve(serve, tmp_path: Path) -> None:
     assert "cloud propagation: keyvault role assignment (harness)" in output, output[-3000:]
 
 
-def test_the_upgrade_flow_reruns_the_cluster_scenarios_after_the_upgrade(serve, cluster,
-                                                                         tmp_path: Path) -> None:
+def test_the_upgrade_flow_reruns_the_cluster_scenarios_after_the_upgrade(cluster,
+                                                                         runs) -> None:
     """--upgrade-webhooks-to on the tier: cloud-cluster runs before and after (the reference
     mutator switches contract between), cloud-process once; kept workloads are the local
     environments' and skip here with the reason."""
     if cluster is None:
         pytest.skip("the tier's upgrade flow needs the CI cluster (CROSSFED_KUBECONFIG)")
-    env = tier.environment(serve, cluster)
-    done = tier.run_tier(tier.tier_args(
-        serve, cluster, ("aws", "azure"), "-rs", "-k",
-        "test_workload_assumes_role_and_lists_bucket or test_workload_reads_the_secret or "
-        "test_workloads_started_before_the_upgrade",
-        "--webhook-versions", "eks=v0.5.2,azwi=v1.5.1",
-        "--upgrade-webhooks-to", "eks=v0.6.17,azwi=v1.6.0"), env, tmp_path)
-    output = done.stdout + done.stderr
+    done = runs.result("upgrade")
+    output = done.output
     _report("cloud tier, webhook upgrade", output)
     assert done.returncode == 0, output[-8000:]
     found = tier.summaries(output)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from crossfed.cloud.serve_env import sdk_environment, write_bundle
 from fixtures.serve import Serve, start_serve  # noqa: F401 (start_serve: for the tests)
@@ -94,3 +95,47 @@ def run_tier(args: list[str], env: dict[str, str], cwd: Path,
 
 def summaries(output: str) -> dict[str, tuple[int, int]]:
     return {m[1]: (int(m[2]), int(m[3])) for m in SUMMARY.finditer(output)}
+
+
+@dataclass
+class TierRun:
+    """One tier run, what it printed and how it ended."""
+
+    label: str
+    returncode: int
+    output: str
+
+
+class SideBySide:
+    """Tier runs started at once, each in a thread of its own, so that their propagation waits
+    overlap, as two teams' nightly runs share one account; a run given `after` starts when
+    that one has ended (two runs on the same cluster would both register their webhooks)."""
+
+    def __init__(self, workdir: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.workdir = workdir
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tier-run")
+        self._runs: dict[str, Any] = {}
+
+    def start(self, label: str, args: list[str], env: dict[str, str],
+              after: str | None = None) -> None:
+        if label in self._runs:
+            return
+        before = self._runs.get(after) if after else None
+        cwd = self.workdir / label
+        cwd.mkdir(parents=True, exist_ok=True)
+
+        def run() -> TierRun:
+            if before is not None:
+                before.exception()  # waits; the earlier run's own test reports its failure
+            done = run_tier(args, env, cwd)
+            return TierRun(label, done.returncode, done.stdout + done.stderr)
+
+        self._runs[label] = self._pool.submit(run)
+
+    def result(self, label: str, timeout: float = 3600) -> TierRun:
+        return self._runs[label].result(timeout=timeout)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
