@@ -163,8 +163,7 @@ class CloudTier:
             raise CloudSetupError(self.problems[key])
         if key not in self.clusters:
             try:
-                wanted = tuple(c for c in self.settings.clouds
-                               if self.settings.context_for(c) == context)
+                wanted = self._clouds_served_by(context)
                 cluster = attach(self.settings, context, wanted, self.issuers, self.run_id,
                                  workload_ca(),
                                  tenant_id=self.azure.tenant_id if self.azure else "",
@@ -179,6 +178,10 @@ class CloudTier:
             self.clusters[key] = cluster
         return self.clusters[key]
 
+    def _clouds_served_by(self, context: str) -> tuple[str, ...]:
+        """The clouds whose scenarios run on `context` (both, when one context serves them)."""
+        return tuple(c for c in self.settings.clouds if self.settings.context_for(c) == context)
+
     def upgrade_webhooks(self, versions: WebhookVersions) -> None:
         """The upgrade flow's step between cloud-cluster@before and @after: every attached
         cluster upgraded in place (clusters.upgrade_webhooks), and those attached later get
@@ -191,8 +194,7 @@ class CloudTier:
         tenant = self.azure.tenant_id if self.azure else ""
         with progress(f"cloud: webhook upgrade {self.webhook_versions} -> {versions}"):
             for context, cluster in self.clusters.items():
-                wanted = tuple(c for c in self.settings.clouds
-                               if self.settings.context_for(c) == context)
+                wanted = self._clouds_served_by(context)
                 upgraded = upgrade_webhooks(cluster, wanted, self.settings, tenant, versions)
                 if self.settings.reference_mutator:
                     done = f"the reference mutator now applies {versions}"

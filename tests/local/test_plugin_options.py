@@ -81,3 +81,14 @@ def test_help_lists_the_new_names_under_one_heading(tmp_path: Path) -> None:
                  "--crossfed-kubectl-bin", "--crossfed-helm-bin", "--kind-cluster-name"):
         assert flag in section
     assert "  --keep-cluster" not in result.stdout and not calls.exists()
+
+
+def test_a_relative_state_dir_is_taken_from_where_pytest_was_started(tmp_path: Path) -> None:
+    """The process workload runs in a working directory of its own: a relative
+    --crossfed-state-dir must still name the directory under the project."""
+    result, _ = run_pytest(tmp_path, "--pyargs", "crossfed.suite", "-m", "local", "-q",
+                           "--crossfed-env", "process", "--crossfed-state-dir", "state",
+                           "-k", "test_workload_assumes_role_and_lists_bucket")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout, result.stdout[-2000:]
+    assert (tmp_path / "project" / "state").is_dir()
