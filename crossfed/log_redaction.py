@@ -21,7 +21,15 @@ What the factory does to a record: the formatted message (msg % args) is scrubbe
 as msg with args=None (handlers format it again to the same text); an exception's traceback is
 formatted and scrubbed into exc_text, and exc_info cleared, so no handler formats the
 exception's message or frames itself (logging.Formatter prints exc_text); stack_info is
-scrubbed. Attributes given with `extra=` are left as they are.
+scrubbed.
+
+Two ways round the factory remain, and a second layer closes them: values given with `extra=`
+are set on the record after the factory made it, and logging.makeLogRecord(d) calls the factory
+with an empty message and then copies `d` in (how records come back from a SocketHandler or a
+QueueHandler's pickle). So install() also wraps logging.Formatter.format, which every
+handler's formatter is or calls (pytest's live-log, caplog and report formatters subclass it):
+the finished text is scrubbed once more before any handler writes it. A formatter that does not
+derive from logging.Formatter (a structured-logging framework's) is not covered by that layer.
 
 Hand-written because no well-kept library redacts at record creation: the maintained ones are
 handler filters or formatters (the gap above), or belong to a structured-logging framework.
@@ -46,6 +54,7 @@ _active = False  # records are redacted
 _chained = False  # _factory is in logging's factory chain
 _known: set[str] = set()
 _formatter = logging.Formatter()
+_plain_format = logging.Formatter.format  # the stdlib's, before install() wraps it
 
 
 def remember(*secrets: str | None) -> None:
@@ -80,6 +89,11 @@ def _factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return redact_record(record) if _active else record
 
 
+def _format(self: logging.Formatter, record: logging.LogRecord) -> str:
+    text = _plain_format(self, record)
+    return scrub_text(text, *tuple(_known)) if _active else text
+
+
 def install() -> None:
     """Redact every log record this process makes from now on. Idempotent."""
     global _previous, _active, _chained
@@ -88,6 +102,7 @@ def install() -> None:
             _previous = logging.getLogRecordFactory()
             logging.setLogRecordFactory(_factory)
             _chained = True
+        logging.Formatter.format = _format  # type: ignore[method-assign]
         _active = True
 
 
@@ -97,6 +112,8 @@ def uninstall() -> None:
     global _active, _chained
     with _lock:
         _active = False
+        if logging.Formatter.format is _format:
+            logging.Formatter.format = _plain_format  # type: ignore[method-assign]
         if _chained and logging.getLogRecordFactory() is _factory:
             assert _previous is not None
             logging.setLogRecordFactory(_previous)

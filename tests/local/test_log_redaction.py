@@ -236,3 +236,46 @@ def test_install_is_idempotent_and_uninstall_restores(values: dict[str, str]) ->
     finally:
         (log_redaction.install if was else log_redaction.uninstall)()
     assert logging.getLogRecordFactory() is before
+
+
+def test_values_given_with_extra_are_redacted_when_formatted(redacting: None,
+                                                             values: dict[str, str]) -> None:
+    """extra= sets attributes after the record factory: the formatter layer scrubs them."""
+    handler = _Collect()
+    handler.setFormatter(logging.Formatter("%(message)s token=%(token)s"))
+    logger = logging.getLogger("crossfed.test.extra")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.info("exchange", extra={"token": values["jwt"]})
+    finally:
+        logger.removeHandler(handler)
+    _assert_hidden("\n".join(handler.lines), values["jwt"])
+    assert handler.lines[0].startswith("exchange token=")
+
+
+def test_a_record_rebuilt_with_make_log_record_is_redacted(redacting: None,
+                                                          values: dict[str, str]) -> None:
+    """makeLogRecord (a SocketHandler's or QueueHandler's records, unpickled) copies the
+    message in after the factory ran."""
+    handler = _Collect()
+    record = logging.makeLogRecord({"name": "moto.iam.access_control", "levelno": 10,
+                                    "levelname": "DEBUG", "msg": "headers=%s",
+                                    "args": ({"X-Amz-Security-Token":
+                                              values["session_token"]},)})
+    handler.handle(record)
+    _assert_hidden("\n".join(handler.lines), values["session_token"])
+    assert "DEBUG moto.iam.access_control: headers=" in handler.lines[0]
+
+
+def test_uninstall_puts_the_formatter_back(values: dict[str, str]) -> None:
+    was = log_redaction.installed()
+    try:
+        log_redaction.install()
+        assert logging.Formatter.format is not log_redaction._plain_format
+        log_redaction.uninstall()
+        assert logging.Formatter.format is log_redaction._plain_format
+        record = logging.makeLogRecord({"msg": values["jwt"]})
+        assert values["jwt"] in logging.Formatter().format(record)  # passed through
+    finally:
+        (log_redaction.install if was else log_redaction.uninstall)()
