@@ -18,7 +18,7 @@ from tests.cloud.tier import REPORTED
 
 pytestmark = [pytest.mark.serve]
 DELAY = float(os.environ.get("CROSSFED_CLOUD_PROPAGATION_DELAY", "10"))
-SCENARIOS = 2 + len(AWS_DENIED) + len(AZURE_DENIED)
+SCENARIOS = 2 + len(AWS_DENIED) + len(AZURE_DENIED)  # both directions
 
 
 @pytest.fixture(scope="module")
@@ -38,50 +38,54 @@ UPGRADE = ("--webhook-versions", "eks=v0.5.2,azwi=v1.5.1",
 
 
 def _specs(serve: tier.Serve, cluster: tier.CiCluster | None) -> dict[str, dict]:
-    """The tier runs of this module, by label: their arguments, environment and the run they
-    wait for (the two on the CI cluster go one after the other)."""
+    """The tier runs of this module, by label: their arguments and environment. Each direction
+    runs on its own; the runs on the CI cluster register their mutators for their own run's
+    namespaces, so they share the cluster as two teams' runs would."""
     alone, both = tier.environment(serve, None), ("aws", "azure")
     specs: dict[str, dict] = {
-        "processes": {"args": tier.tier_args(serve, None), "env": alone},
         "rbac": {"args": tier.tier_args(serve, None, ("azure",), "--azure-keyvault-"
                                         "authorization", "rbac", "-k", "test_azure"),
                  "env": alone},
     }
+    for cloud in both:
+        specs[f"processes-{cloud}"] = {"args": tier.tier_args(serve, None, (cloud,), "-k",
+                                                             f"test_{cloud}"), "env": alone}
     if cluster is not None:
         on_cluster = tier.environment(serve, cluster)
-        specs["pods"] = {"args": tier.tier_args(serve, cluster, both, "-k", "cloud-cluster"),
-                         "env": on_cluster}
+        for cloud in both:
+            specs[f"pods-{cloud}"] = {"args": tier.tier_args(
+                serve, cluster, (cloud,), "-k", f"test_{cloud} and cloud-cluster"),
+                "env": on_cluster}
         specs["upgrade"] = {"args": tier.tier_args(
             serve, cluster, both, "-rs", "-k",
             "test_workload_assumes_role_and_lists_bucket or test_workload_reads_the_secret or "
-            "test_workloads_started_before_the_upgrade", *UPGRADE),
-            "env": on_cluster, "after": "pods"}
+            "test_workloads_started_before_the_upgrade", *UPGRADE), "env": on_cluster}
     return specs
 
 
 # which tier runs each test reads
-NEEDS = {"test_every_scenario_passes_in_processes_against_serve": "processes",
-         "test_every_scenario_passes_in_pods_against_serve": "pods",
-         "test_rbac_vaults_pass_against_serve": "rbac",
-         "test_the_upgrade_flow_reruns_the_cluster_scenarios_after_the_upgrade": "upgrade"}
+NEEDS = {"test_every_scenario_passes_in_processes_against_serve": ("processes-aws",
+                                                                   "processes-azure"),
+         "test_every_scenario_passes_in_pods_against_serve": ("pods-aws", "pods-azure"),
+         "test_rbac_vaults_pass_against_serve": ("rbac",),
+         "test_the_upgrade_flow_reruns_the_cluster_scenarios_after_the_upgrade": ("upgrade",)}
 
 
 @pytest.fixture(scope="module")
 def runs(request: pytest.FixtureRequest, serve, cluster,
          tmp_path_factory: pytest.TempPathFactory):
-    """The selected tests' tier runs, all started at once (tests/cloud spends its time waiting
-    out serve's propagation delay, so side by side they take the time of the longest chain),
-    which also shows that concurrent runs on one account leave each other alone."""
+    """The selected tests' tier runs, all started at once: tests/cloud spends its time waiting
+    out serve's propagation delay, so side by side they take the time of the longest, and
+    they show that concurrent runs on one account and one cluster leave each other alone."""
     specs = _specs(serve, cluster)
     here = request.node.path
-    wanted = {NEEDS[item.originalname] for item in request.session.items
-              if item.path == here and item.originalname in NEEDS}
-    side = tier.SideBySide(tmp_path_factory.mktemp("tier-runs"))
-    for label in ("pods", "processes", "rbac", "upgrade"):  # the longest chain first
-        spec = specs.get(label)
-        if label in wanted and spec is not None:
-            after = spec.get("after")
-            side.start(label, spec["args"], spec["env"], after if after in wanted else None)
+    wanted = {label for item in request.session.items
+              if item.path == here and item.originalname in NEEDS
+              for label in NEEDS[item.originalname]}
+    side = tier.SideBySide(tmp_path_factory.mktemp("tier-runs"), workers=len(specs))
+    for label, spec in specs.items():
+        if label in wanted:
+            side.start(label, spec["args"], spec["env"])
     yield side
     side.close()
 
@@ -95,11 +99,13 @@ def _decision_reads(serve: tier.Serve) -> list[str]:
     return [line for line in serve.logs().splitlines() if "/crossfed/" in line]
 
 
-def _every_scenario(serve: tier.Serve, done: tier.TierRun, environment: str) -> None:
+def _every_scenario(serve: tier.Serve, done: tier.TierRun, environment: str,
+                    cloud: str) -> None:
     output = done.output
     _report(f"cloud tier against serve (--propagation-delay {DELAY:g}, {done.label})", output)
     assert done.returncode == 0, output[-8000:]
-    assert tier.summaries(output).get(environment) == (SCENARIOS, SCENARIOS), output[-3000:]
+    scenarios = 1 + len(AWS_DENIED if cloud == "aws" else AZURE_DENIED)
+    assert tier.summaries(output).get(environment) == (scenarios, scenarios), output[-3000:]
     waits = re.findall(r"crossfed: cloud propagation: (.+?): \d+ wait\(s\), median ([\d.]+)",
                        output)
     assert waits, "the tier printed no measured propagation wait"
@@ -109,16 +115,18 @@ def _every_scenario(serve: tier.Serve, done: tier.TierRun, environment: str) -> 
 
 
 def test_every_scenario_passes_in_processes_against_serve(serve, runs) -> None:
-    _every_scenario(serve, runs.result("processes"), "cloud-process")
+    for cloud in ("aws", "azure"):
+        _every_scenario(serve, runs.result(f"processes-{cloud}"), "cloud-process", cloud)
 
 
 def test_every_scenario_passes_in_pods_against_serve(serve, cluster, runs) -> None:
     """The CI cluster stands in for AKS and EKS at once; serve trusts its issuer."""
     if cluster is None:
         pytest.skip("pods need the CI cluster (CROSSFED_KUBECONFIG)")
-    done = runs.result("pods")
-    _every_scenario(serve, done, "cloud-cluster")
-    assert "cloud-process" not in tier.summaries(done.output)  # deselected: the other run's
+    for cloud in ("aws", "azure"):
+        done = runs.result(f"pods-{cloud}")
+        _every_scenario(serve, done, "cloud-cluster", cloud)
+        assert "cloud-process" not in tier.summaries(done.output)  # deselected here
 
 
 def test_rbac_vaults_pass_against_serve(runs) -> None:
