@@ -38,9 +38,13 @@ UPGRADE = ("--webhook-versions", "eks=v0.5.2,azwi=v1.5.1",
 
 
 def _specs(serve: tier.Serve, cluster: tier.CiCluster | None) -> dict[str, dict]:
-    """The tier runs of this module, by label: their arguments and environment. Each direction
-    runs on its own; the runs on the CI cluster register their mutators for their own run's
-    namespaces, so they share the cluster as two teams' runs would."""
+    """The tier runs of this module, by label: their arguments, environment and the run they
+    wait for. Each direction runs on its own; the runs on the CI cluster register their
+    mutators for their own run's namespaces, so they share the cluster as two teams' runs
+    would. The AWS runs on the cluster go one after the other: they share the cluster's
+    issuer, so its IAM OIDC provider (one per issuer and account). While one run has it
+    registered, the other's issuer-without-provider scenario is allowed (seen in CI), and the
+    run that created it deletes it at its scenario's tear-down while the other may need it."""
     alone, both = tier.environment(serve, None), ("aws", "azure")
     specs: dict[str, dict] = {
         "rbac": {"args": tier.tier_args(serve, None, ("azure",), "--azure-keyvault-"
@@ -59,7 +63,8 @@ def _specs(serve: tier.Serve, cluster: tier.CiCluster | None) -> dict[str, dict]
         specs["upgrade"] = {"args": tier.tier_args(
             serve, cluster, both, "-rs", "-k",
             "test_workload_assumes_role_and_lists_bucket or test_workload_reads_the_secret or "
-            "test_workloads_started_before_the_upgrade", *UPGRADE), "env": on_cluster}
+            "test_workloads_started_before_the_upgrade", *UPGRADE), "env": on_cluster,
+            "after": "pods-aws"}
     return specs
 
 
@@ -83,9 +88,10 @@ def runs(request: pytest.FixtureRequest, serve, cluster,
               if item.path == here and item.originalname in NEEDS
               for label in NEEDS[item.originalname]}
     side = tier.SideBySide(tmp_path_factory.mktemp("tier-runs"), workers=len(specs))
-    for label, spec in specs.items():
+    for label, spec in specs.items():  # a run's `after` comes before it in specs
         if label in wanted:
-            side.start(label, spec["args"], spec["env"])
+            after = spec.get("after")
+            side.start(label, spec["args"], spec["env"], after if after in wanted else None)
     yield side
     side.close()
 

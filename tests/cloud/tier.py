@@ -108,7 +108,8 @@ class TierRun:
 
 class SideBySide:
     """Tier runs started at once, each in a thread of its own, so that their propagation waits
-    overlap, as several teams' nightly runs share one account."""
+    overlap, as several teams' nightly runs share one account; a run given `after` starts
+    when that one has ended."""
 
     def __init__(self, workdir: Path, workers: int = 4) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -118,13 +119,17 @@ class SideBySide:
                                         thread_name_prefix="tier-run")
         self._runs: dict[str, Any] = {}
 
-    def start(self, label: str, args: list[str], env: dict[str, str]) -> None:
+    def start(self, label: str, args: list[str], env: dict[str, str],
+              after: str | None = None) -> None:
         if label in self._runs:
             return
+        before = self._runs.get(after) if after else None
         cwd = self.workdir / label
         cwd.mkdir(parents=True, exist_ok=True)
 
         def run() -> TierRun:
+            if before is not None:
+                before.exception()  # waits; the earlier run's own test reports its failure
             done = run_tier(args, env, cwd)
             return TierRun(label, done.returncode, done.stdout + done.stderr)
 
