@@ -79,9 +79,10 @@ NEEDS = {"test_every_scenario_passes_in_processes_against_serve": ("processes-aw
 @pytest.fixture(scope="module")
 def runs(request: pytest.FixtureRequest, serve, cluster,
          tmp_path_factory: pytest.TempPathFactory):
-    """The selected tests' tier runs, all started at once: tests/cloud spends its time waiting
-    out serve's propagation delay, so side by side they take the time of the longest, and
-    they show that concurrent runs on one account and one cluster leave each other alone."""
+    """The selected tests' tier runs, started at once but for the `after` of _specs:
+    tests/cloud spends its time waiting out serve's propagation delay, so side by side they
+    take the time of the longest chain, and they show that concurrent runs on one account and
+    one cluster leave each other alone (but for the AWS runs on one issuer, see _specs)."""
     specs = _specs(serve, cluster)
     here = request.node.path
     wanted = {label for item in request.session.items
