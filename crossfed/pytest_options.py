@@ -62,7 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "when --crossfed-kubeconfig is given)")
     add("--crossfed-run-id", default=None,
         help="run id carried by every created name/tag (default: random)")
-    add("--crossfed-state-dir", default=None,
+    # absolute from the start: the process workloads run in a working directory of their own
+    add("--crossfed-state-dir", default=None, type=os.path.abspath,
         help="where keys, CA and certificates of the run are written "
              "(default: a pytest temporary directory)")
     add("--crossfed-report", default=_env("CROSSFED_REPORT"), metavar="PATH",

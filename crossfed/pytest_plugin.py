@@ -372,8 +372,7 @@ def crossfed_clouds(request: pytest.FixtureRequest) -> Iterator[LocalStandIns]:
     run_id = options("--crossfed-run-id") or new_run_id()
     # The run's keys and tokens: a 0700 directory with an owner marker, removed at the end, and
     # by `crossfed sweep --local-state` if this process is killed.
-    # absolute: the process workloads run in a working directory of their own
-    state_dir = Path(state).resolve() if state else run_state_dir(run_id)
+    state_dir = Path(state) if state else run_state_dir(run_id)
     if not state:
         request.addfinalizer(lambda: release_run_state(state_dir))
     key_path = options("--crossfed-issuer-key")
@@ -457,7 +456,7 @@ def crossfed_cloud_tier(request: pytest.FixtureRequest) -> Iterator[Any]:
     options = request.config.getoption
     run_id = options("--crossfed-run-id") or new_run_id()
     state = options("--crossfed-state-dir")
-    state_dir = (Path(state).resolve() / "cloud" if state
+    state_dir = (Path(state) / "cloud" if state
                  else _private_run_dir(request.config, f"cloud-{run_id}"))
     key_path = options("--crossfed-issuer-key")
     tier = CloudTier.start(CloudSettings.from_options(options), run_id, state_dir,

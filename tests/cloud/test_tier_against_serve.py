@@ -21,6 +21,11 @@ DELAY = float(os.environ.get("CROSSFED_CLOUD_PROPAGATION_DELAY", "10"))
 SCENARIOS = 2 + len(AWS_DENIED) + len(AZURE_DENIED)  # both directions
 
 
+def _scenarios(cloud: str) -> int:
+    """One direction's scenarios: the allowed one and its denied ones."""
+    return 1 + len(AWS_DENIED if cloud == "aws" else AZURE_DENIED)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> tier.CiCluster | None:
     return tier.CiCluster.from_env()
@@ -111,7 +116,7 @@ def _every_scenario(serve: tier.Serve, done: tier.TierRun, environment: str,
     output = done.output
     _report(f"cloud tier against serve (--propagation-delay {DELAY:g}, {done.label})", output)
     assert done.returncode == 0, output[-8000:]
-    scenarios = 1 + len(AWS_DENIED if cloud == "aws" else AZURE_DENIED)
+    scenarios = _scenarios(cloud)
     assert tier.summaries(output).get(environment) == (scenarios, scenarios), output[-3000:]
     waits = re.findall(r"crossfed: cloud propagation: (.+?): \d+ wait\(s\), median ([\d.]+)",
                        output)
@@ -142,7 +147,7 @@ def test_rbac_vaults_pass_against_serve(runs) -> None:
     output = done.output
     _report("cloud tier, Key Vault RBAC", output)
     assert done.returncode == 0, output[-8000:]
-    azure = 1 + len(AZURE_DENIED)
+    azure = _scenarios("azure")
     assert tier.summaries(output).get("cloud-process") == (azure, azure)
     # the RBAC model was used: the harness waited for its own Secrets Officer assignment
     assert "cloud propagation: keyvault role assignment (harness)" in output, output[-3000:]
