@@ -14,6 +14,15 @@ KEY="$( (cat "$REPO"/crossfed/probe/*.py; echo "$REQS") | sha256sum | cut -c1-16
 OUT="$CACHE_ROOT/images/probe-$KEY.tar"
 if [ -s "$OUT" ]; then log "cached: $OUT"; echo "$OUT"; exit 0; fi
 [ "$(id -u)" = 0 ] || { log "needs root (debootstrap, chroot); run it with sudo"; exit 2; }
+# One build at a time per cache: sessions side by side (CI's kind sessions, xdist workers) would
+# otherwise debootstrap into the same directory, and one would remove what the other writes.
+mkdir -p "$CACHE_ROOT/images"
+exec 9>"$CACHE_ROOT/images/.build.lock"
+if ! flock -n 9; then
+  log "another build of the probe image is under way (lock $CACHE_ROOT/images/.build.lock); waiting for it"
+  flock 9
+fi
+if [ -s "$OUT" ]; then log "built by the other build: $OUT"; echo "$OUT"; exit 0; fi
 command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 
 BASE="$CACHE_ROOT/rootfs/bookworm-python"
