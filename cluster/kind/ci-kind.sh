@@ -29,6 +29,12 @@ up)
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
+  # The probe image the kind sessions load (cluster/build-probe-image.sh; cached): built beside
+  # the Kubernetes builds, which hold the CPU while it mostly waits on the archive. A build that
+  # failed here is tried again, with its error, by the session that needs it.
+  bash "$HERE/../build-probe-image.sh" >"$STATE/probe-image.out" 2>"$STATE/probe-image.log" &
+  probe_job=$!
+  trap 'wait "$probe_job" 2>/dev/null || true' EXIT  # a cache half written helps no one
   bash "$HERE/docker.sh" up "$STATE/docker" >/dev/null
   # shellcheck disable=SC1091
   . "$STATE/docker/env"
@@ -37,6 +43,12 @@ up)
   # kubectl of the same Kubernetes build as the node (build-images.sh ran the extra build).
   kubectl_bin="$(bash "$HERE/build-kubernetes-extra.sh" 2>/dev/null)/kubectl"
   [ -x "$kubectl_bin" ] || { log "no kubectl at $kubectl_bin"; exit 1; }
+  if wait "$probe_job"; then
+    log "probe image: $(tail -1 "$STATE/probe-image.out")"
+  else
+    log "probe image not built here (the kind session tries again): $(tail -2 "$STATE/probe-image.log" | tr '\n' ' ')"
+  fi
+  trap - EXIT
   mkdir -p "$STATE/bin"
   ln -sf "$kind_bin" "$STATE/bin/kind"; ln -sf "$kubectl_bin" "$STATE/bin/kubectl"
   {

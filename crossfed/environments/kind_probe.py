@@ -151,8 +151,11 @@ class ProbeImage:
         log.warning("crossfed kind: docker build cannot reach the probe's base image %s (%s): "
                     "using the Debian-built archive of %s, loaded with kind load image-archive",
                     base, why, DEBIAN_BUILD_SCRIPT.name)
-        result = self.run(["bash", str(DEBIAN_BUILD_SCRIPT)],
-                          f"{DEBIAN_BUILD_SCRIPT} (the Debian-built probe image)", timeout=1800)
+        with progress(f"kind: probe image from Debian ({DEBIAN_BUILD_SCRIPT.name}; minutes "
+                      "the first time, then cached)"):
+            result = self.run(["bash", str(DEBIAN_BUILD_SCRIPT)],
+                              f"{DEBIAN_BUILD_SCRIPT} (the Debian-built probe image)",
+                              timeout=1800)
         lines = (result.stdout or "").strip().splitlines()
         if not lines:
             raise ProbeImageError(f"{DEBIAN_BUILD_SCRIPT} printed no archive path")
